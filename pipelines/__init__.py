@@ -1,0 +1,1 @@
+"""Distillation and AI-feedback pipelines built on distilabel."""

@@ -1,0 +1,1 @@
+"""Fixtures for annotation tests (the real Argilla server)."""

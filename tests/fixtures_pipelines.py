@@ -1,0 +1,1 @@
+"""Fixtures for pipeline tests (deterministic fake LLM)."""
