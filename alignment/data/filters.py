@@ -1,0 +1,92 @@
+"""Table work with polars: exact dedup on normalised text, length filters, statistics.
+
+Each filter returns ``(kept_rows, removed_count)`` so the caller can record in the
+dataset card what every step removed. Rows stay plain dicts; polars only computes the
+keys and masks, which keeps nested columns (conversations) untouched.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import polars as pl
+
+# Columns tried, in order, when a filter is not told which text to look at.
+TEXT_COLUMNS = ("prompt", "messages", "instruction", "question", "conversations")
+
+
+def text_of(value: Any) -> str:
+    """Plain text of a cell: a string, or the contents of a conversation joined by newlines."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "\n".join(text_of(v.get("content", v.get("value")) if isinstance(v, dict) else v)
+                         for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def _column(rows: list[dict], column: str | None) -> str:
+    if column is not None:
+        return column
+    if rows:
+        for c in TEXT_COLUMNS:
+            if c in rows[0]:
+                return c
+    raise ValueError(f"no text column found; pass one of the columns explicitly "
+                     f"(tried {', '.join(TEXT_COLUMNS)})")
+
+
+def normalised(texts: pl.Expr) -> pl.Expr:
+    """Lowercase, punctuation removed, whitespace collapsed: the key used for exact dedup."""
+    return (texts.str.to_lowercase()
+            .str.replace_all(r"[^\w\s]", "")
+            .str.replace_all(r"\s+", " ")
+            .str.strip_chars())
+
+
+def dedup(rows: list[dict], column: str | None = None) -> tuple[list[dict], int]:
+    """Keep the first row of each group whose ``column`` text is equal once normalised."""
+    if not rows:
+        return rows, 0
+    column = _column(rows, column)
+    frame = pl.DataFrame({"text": [text_of(r.get(column)) for r in rows]})
+    first = (frame.with_row_index("i")
+             .with_columns(key=normalised(pl.col("text")))
+             .unique(subset="key", keep="first", maintain_order=True)["i"].to_list())
+    return [rows[i] for i in first], len(rows) - len(first)
+
+
+def length_filter(rows: list[dict], column: str | None = None, min_chars: int = 0,
+                  max_chars: int | None = None) -> tuple[list[dict], int]:
+    """Keep rows whose ``column`` text has between ``min_chars`` and ``max_chars`` characters."""
+    if not rows:
+        return rows, 0
+    column = _column(rows, column)
+    lengths = pl.Series([text_of(r.get(column)) for r in rows]).str.len_chars()
+    mask = lengths >= min_chars
+    if max_chars is not None:
+        mask = mask & (lengths <= max_chars)
+    keep = mask.to_list()
+    kept = [r for r, k in zip(rows, keep) if k]
+    return kept, len(rows) - len(kept)
+
+
+def stats(rows: list[dict]) -> dict:
+    """Row count, columns, and character-length statistics of every text-like column."""
+    columns = list(dict.fromkeys(c for r in rows for c in r))
+    out: dict[str, Any] = {"rows": len(rows), "columns": columns, "lengths": {}}
+    for c in columns:
+        values = [r.get(c) for r in rows]
+        if not any(isinstance(v, (str, list)) for v in values):
+            continue
+        lengths = pl.Series(c, [text_of(v) for v in values]).str.len_chars()
+        out["lengths"][c] = {
+            "min": int(lengths.min()), "mean": round(float(lengths.mean()), 1),
+            "median": float(lengths.median()), "max": int(lengths.max()),
+        }
+    return out

@@ -1,0 +1,373 @@
+"""Rows on disk: read any supported file or folder into ``list[dict]``, write atomically.
+
+Readable: ``.jsonl``/``.ndjson``, ``.json`` (an array, or an object holding one list of
+rows), ``.parquet``, ``.csv``/``.tsv``, a ``datasets`` ``save_to_disk`` folder (a
+``Dataset`` or a ``DatasetDict``), and a folder of parquet/jsonl/json shards (the
+layout of a dataset repository). ``PATH:SPLIT`` picks a split from a ``DatasetDict``
+or sharded folder; without it, ``train`` is used.
+
+Writes go to a temporary file or folder beside the target and are moved into place
+with ``os.replace``, so a failed write never leaves a half-written dataset behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from alignment.errors import DataError
+
+FILE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".csv", ".tsv")
+DEFAULT_SPLIT = "train"
+
+# Columns whose CSV cells are decoded as JSON when they hold a list or object;
+# other cells stay text, so a prompt that happens to look like JSON is not mangled.
+_STRUCTURED_COLUMNS = {
+    "messages", "conversations", "completions", "answers", "responses", "models",
+    "scores", "judge_raw", "ratings", "rationales", "ranks", "prompt", "chosen",
+    "rejected", "completion",
+}
+
+
+def split_spec(path: str | Path) -> tuple[Path, str | None]:
+    """``data/ds:test`` -> (``data/ds``, ``"test"``); a path that exists is taken whole."""
+    text = str(path)
+    if Path(text).exists() or ":" not in text:
+        return Path(text), None
+    base, _, split = text.rpartition(":")
+    if not base or "/" in split or "\\" in split:
+        return Path(text), None
+    return Path(base), split
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """Read every row of a file or folder as plain Python dicts (see module doc)."""
+    base, split = split_spec(path)
+    if not base.exists():
+        raise DataError(base, "no such file or folder; check the path (use PATH:SPLIT "
+                              "to pick a split of a dataset folder)")
+    if base.is_dir():
+        return _read_folder(base, split)
+    if split is not None:
+        raise DataError(base, f"`:{split}` picks a split, but this is a single file; "
+                              "drop the suffix")
+    return _read_file(base)
+
+
+def _read_file(path: Path) -> list[dict]:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return _read_jsonl(path)
+    if suffix == ".json":
+        return _read_json(path)
+    if suffix == ".parquet":
+        return _read_parquet(path)
+    if suffix in (".csv", ".tsv"):
+        return _read_csv(path, delimiter="\t" if suffix == ".tsv" else ",")
+    raise DataError(path, f"unsupported file type `{suffix or '(none)'}`; use one of "
+                          f"{', '.join(FILE_SUFFIXES)} or a `datasets` folder")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(path, f"not valid JSON ({e.msg} at column {e.colno}); fix "
+                                      f"or delete line {line_no}",
+                                row=line_no) from None
+            if not isinstance(row, dict):
+                raise DataError(path, f"line {line_no} holds a JSON {type(row).__name__}; "
+                                      "expected an object with one row's columns",
+                                row=line_no)
+            rows.append(row)
+    return rows
+
+
+def _read_json(path: Path) -> list[dict]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        # Many published ".json" files are really JSON Lines.
+        if e.msg == "Extra data":
+            return _read_jsonl(path)
+        raise DataError(path, f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})",
+                        row=e.lineno) from None
+    if isinstance(data, dict):
+        lists = {k: v for k, v in data.items() if isinstance(v, list)}
+        key = next((k for k in ("train", "data", "rows", "examples", "instances") if k in lists),
+                   None)
+        if key is None and len(lists) == 1:
+            key = next(iter(lists))
+        if key is None:
+            raise DataError(path, "a JSON object must hold the rows as a list under one key "
+                                  f"(found list keys: {sorted(lists) or 'none'}); "
+                                  "write a JSON array or JSON Lines instead")
+        data = lists[key]
+    if not isinstance(data, list):
+        raise DataError(path, "expected a JSON array of row objects")
+    for i, row in enumerate(data, start=1):
+        if not isinstance(row, dict):
+            raise DataError(path, f"item is a JSON {type(row).__name__}, expected an object",
+                            row=i)
+    return data
+
+
+def _read_parquet(path: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except Exception as e:  # pyarrow raises several unrelated types for a bad file
+        raise DataError(path, f"cannot read as Parquet ({e}); is the file complete?") from None
+
+
+def _read_csv(path: Path, delimiter: str) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f, delimiter=delimiter)
+        if not reader.fieldnames:
+            raise DataError(path, "empty CSV: the first line must name the columns")
+        for row_no, raw in enumerate(reader, start=1):
+            if None in raw:
+                raise DataError(path, "more cells than header columns; quote cells that "
+                                      "contain the delimiter", row=row_no)
+            rows.append({k: _csv_cell(k, v) for k, v in raw.items()})
+    return rows
+
+
+def _csv_cell(column: str, value: str | None) -> Any:
+    if value is None:
+        return None
+    stripped = value.strip()
+    if column in _STRUCTURED_COLUMNS and stripped[:1] in ("[", "{"):
+        try:
+            decoded = json.loads(stripped)
+        except json.JSONDecodeError:
+            return value
+        if isinstance(decoded, (list, dict)):
+            return decoded
+    return value
+
+
+def _read_folder(folder: Path, split: str | None) -> list[dict]:
+    if (folder / "dataset_dict.json").exists():
+        import datasets
+
+        dd = datasets.load_from_disk(str(folder))
+        name = split or DEFAULT_SPLIT
+        if name not in dd:
+            raise DataError(folder, f"no split `{name}`; available: {', '.join(dd)}. "
+                                    f"Pick one with `{folder}:SPLIT`")
+        return dd[name].to_list()
+    if (folder / "dataset_info.json").exists() and (folder / "state.json").exists():
+        import datasets
+
+        if split is not None:
+            raise DataError(folder, f"this folder holds a single dataset, not a split "
+                                    f"`{split}`; drop the `:{split}` suffix")
+        return datasets.load_from_disk(str(folder)).to_list()
+    shards = sorted(p for p in folder.rglob("*")
+                    if p.is_file() and p.suffix.lower() in FILE_SUFFIXES
+                    and p.name not in ("dataset_info.json", "state.json", "dataset_dict.json")
+                    and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    if not shards:
+        raise DataError(folder, "found no data files (jsonl, json, parquet, csv) and no "
+                                "`datasets` save_to_disk metadata in this folder")
+    chosen = _shards_of_split(folder, shards, split)
+    rows: list[dict] = []
+    for shard in chosen:
+        rows.extend(_read_file(shard))
+    return rows
+
+
+def _shards_of_split(folder: Path, shards: list[Path], split: str | None) -> list[Path]:
+    """Keep the shards named after the split (``train-0000.parquet``, ``train/x.jsonl``)."""
+
+    def split_of(p: Path) -> str | None:
+        for part in p.relative_to(folder).parts:
+            head = part.split(".")[0].split("-")[0].split("_")[0].lower()
+            if head in ("train", "test", "validation", "valid", "dev", "eval"):
+                return head
+        return None
+
+    named = {split_of(p) for p in shards} - {None}
+    if not named:
+        if split is not None:
+            raise DataError(folder, f"no shard is named after split `{split}`; drop the "
+                                    f"`:{split}` suffix to read every file")
+        return shards
+    want = split or DEFAULT_SPLIT
+    picked = [p for p in shards if split_of(p) == want]
+    if not picked:
+        raise DataError(folder, f"no shards for split `{want}`; found splits: "
+                                f"{', '.join(sorted(named))}. Pick one with `{folder}:SPLIT`")
+    return picked
+
+
+# --------------------------------------------------------------------------- writing
+
+def _atomic_file(path: Path, write: Callable[[Path], None]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _atomic_folder(path: Path, write: Callable[[Path], None]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    old = None
+    try:
+        write(tmp)
+        if path.exists():
+            # A non-empty folder cannot be replaced in one rename: move it aside first.
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not path.exists():
+            os.replace(old, path)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def is_folder_target(path: Path) -> bool:
+    """A path without a data-file suffix, or an existing folder, is a ``save_to_disk`` target."""
+    return path.is_dir() or path.suffix.lower() not in FILE_SUFFIXES
+
+
+def write_rows(rows: list[dict], path: str | Path) -> Path:
+    """Write rows atomically: ``.jsonl``, ``.json``, ``.parquet``, or a folder (``save_to_disk``)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if is_folder_target(path):
+        return _atomic_folder(path, lambda tmp: _save_to_disk(rows, tmp, path))
+    if suffix in (".jsonl", ".ndjson"):
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", encoding="utf-8") as f:
+                for row in rows:
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return _atomic_file(path, write)
+    if suffix == ".json":
+        return _atomic_file(path, lambda tmp: tmp.write_text(
+            json.dumps(rows, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"))
+    if suffix == ".parquet":
+        table = _arrow_table(rows, path)
+        import pyarrow.parquet as pq
+
+        return _atomic_file(path, lambda tmp: pq.write_table(table, tmp))
+    raise DataError(path, f"cannot write `{suffix}`; write .jsonl, .json, .parquet, or a "
+                          "folder path (no suffix) for a `datasets` save_to_disk folder")
+
+
+def _arrow_table(rows: list[dict], path: Path):
+    import pyarrow as pa
+
+    try:
+        return pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise DataError(path, f"rows do not share one column type ({e}); every row must use "
+                              "the same shape (e.g. all prompts text or all conversations), "
+                              "or write .jsonl instead") from None
+
+
+def _save_to_disk(rows: list[dict], tmp: Path, target: Path) -> None:
+    import datasets
+
+    table = _arrow_table(rows, target)
+    datasets.Dataset(table).save_to_disk(str(tmp))
+
+
+# --------------------------------------------------------------------------- cards
+
+def card_path(path: str | Path) -> Path:
+    """Where the card of a dataset at ``path`` lives: inside a folder, beside a file."""
+    path = Path(path)
+    if path.suffix.lower() == ".md":
+        return path
+    if is_folder_target(path):
+        return path / "README.md"
+    return path.with_name(f"{path.stem}.README.md")
+
+
+def write_card(path: str | Path, title: str, info: dict) -> Path:
+    """Write a dataset card for the dataset at ``path`` and return the card's path.
+
+    ``info`` is free-form provenance (teacher, judge, templates, seeds, counts, parse
+    failures...). It is rendered as markdown and also kept verbatim as JSON at the end
+    of the card, so a later stage can read it back with :func:`read_card`.
+    """
+    target = card_path(path)
+    header = ["---", f"pretty_name: {json.dumps(title)}", "tags:", "- align",
+              f"created: {datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}"]
+    if isinstance(info.get("rows"), int):
+        header.append(f"num_rows: {info['rows']}")
+    header += ["---", "", f"# {title}", ""]
+    body = []
+    for key, value in info.items():
+        body += [f"## {key}", "", _markdown(value), ""]
+    raw = json.dumps(info, ensure_ascii=False, indent=2, default=str)
+    body += ["## Machine-readable record", "", "```json", raw, "```", ""]
+    text = "\n".join(header + body)
+    return _atomic_file(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def read_card(path: str | Path) -> dict:
+    """The ``info`` dict a card was written with (empty if the card has none)."""
+    text = card_path(path).read_text(encoding="utf-8")
+    marker = "## Machine-readable record\n\n```json\n"
+    if marker not in text:
+        return {}
+    return json.loads(text.split(marker, 1)[1].rsplit("\n```", 1)[0])
+
+
+def _markdown(value: Any, depth: int = 0) -> str:
+    pad = "  " * depth
+    if isinstance(value, dict):
+        if not value:
+            return f"{pad}- (none)"
+        lines = []
+        for k, v in value.items():
+            if isinstance(v, (dict, list)) and v:
+                lines += [f"{pad}- **{k}**:", _markdown(v, depth + 1)]
+            else:
+                lines.append(f"{pad}- **{k}**: {_inline(v)}")
+        return "\n".join(lines)
+    if isinstance(value, list):
+        if not value:
+            return f"{pad}- (none)"
+        return "\n".join(_markdown(v, depth + 1) if isinstance(v, (dict, list))
+                         else f"{pad}- {_inline(v)}" for v in value)
+    if isinstance(value, str) and "\n" in value:
+        return f"{pad}```\n{value}\n{pad}```"
+    return f"{pad}{_inline(value)}"
+
+
+def _inline(value: Any) -> str:
+    if isinstance(value, str):
+        if "\n" in value:
+            return "\n```\n" + value + "\n```"
+        return value if value else '""'
+    return json.dumps(value, ensure_ascii=False, default=str)
