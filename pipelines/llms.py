@@ -1,0 +1,197 @@
+"""Teachers for the pipelines: an in-process batched transformers LLM, or any
+OpenAI-compatible endpoint.
+
+Why we extend distilabel here: its stock ``TransformersLLM`` hands prompts to a
+transformers ``pipeline("text-generation")``, which runs ``model.generate`` once per
+prompt. On a CPU with a small model that leaves most of the matrix units idle; padding a
+few prompts of similar length into one ``generate`` call is several times faster (see
+``bench/generation.py``). ``BatchedTransformersLLM`` is an ordinary distilabel ``LLM``
+subclass, so every distilabel task (``TextGeneration``, ``SelfInstruct``, ...) can use it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from distilabel.models.llms.base import LLM
+from distilabel.models.llms.utils import prepare_output
+from distilabel.typing import GenerateOutput, StandardInput
+from pydantic import PrivateAttr, validate_call
+
+from alignment.errors import ConfigError
+
+
+class BatchedTransformersLLM(LLM):
+    """A local causal LM that generates for many prompts per ``model.generate`` call.
+
+    Prompts are rendered with the tokenizer's chat template once and tokenised without
+    adding special tokens again (templates that start with ``{{ bos_token }}`` would
+    otherwise get two BOS tokens). Rows are sorted by length and left-padded in batches
+    of ``batch_size`` prompts; ``num_generations`` samples per prompt come from the same
+    call through ``num_return_sequences``.
+
+    Attributes:
+        model: a bundled model name (``smollm2``), a local model folder or a hub id;
+            resolved with ``alignment.models.resolve_model``.
+        batch_size: prompts per ``generate`` call (each expands to ``num_generations``
+            sequences).
+        torch_dtype: dtype to load the weights in; ``float32`` is the fast choice on CPU.
+        seed: seeds torch before each ``generate`` call so a run is reproducible.
+
+    Examples:
+        ```python
+        llm = BatchedTransformersLLM(model="smollm2", batch_size=8)
+        llm.load()
+        out = llm.generate_outputs([[{"role": "user", "content": "Hi"}]], num_generations=2,
+                                   max_new_tokens=32, temperature=0.8)
+        out[0]["generations"]  # two strings
+        ```
+    """
+
+    model: str = "smollm2"
+    batch_size: int = 8
+    torch_dtype: str = "float32"
+    seed: int | None = 0
+
+    _model: Any = PrivateAttr(None)
+    _tokenizer: Any = PrivateAttr(None)
+
+    def load(self) -> None:
+        super().load()
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from alignment.models import resolve_model
+
+        path = resolve_model(self.model)
+        tok = AutoTokenizer.from_pretrained(path)
+        tok.padding_side = "left"  # generation continues from the right edge
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, self.torch_dtype))
+        model.eval()
+        self._tokenizer, self._model = tok, model
+
+    @property
+    def model_name(self) -> str:
+        return self.model
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
+    def prepare_input(self, input: StandardInput) -> list[int]:
+        """Token ids of one conversation, ending with the assistant generation prompt."""
+        tok = self._tokenizer
+        if tok.chat_template is None:
+            text = "\n\n".join(m["content"] for m in input)
+            return tok(text).input_ids  # no template: the tokenizer's own BOS rule applies
+        text = tok.apply_chat_template(input, tokenize=False, add_generation_prompt=True)
+        return tok(text, add_special_tokens=False).input_ids
+
+    @validate_call
+    def generate(  # type: ignore[override]
+        self,
+        inputs: list[StandardInput],
+        num_generations: int = 1,
+        max_new_tokens: int = 128,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        do_sample: bool = True,
+        repetition_penalty: float = 1.0,
+        seed: int | None = None,
+    ) -> list[GenerateOutput]:
+        """Generates ``num_generations`` responses per input, batched.
+
+        Args:
+            inputs: conversations in OpenAI chat format.
+            num_generations: responses per input.
+            max_new_tokens: cap on generated tokens per response.
+            temperature: sampling temperature; ignored when ``do_sample`` is false.
+            top_p: nucleus sampling threshold.
+            do_sample: sample (true) or decode greedily (false).
+            repetition_penalty: transformers' repetition penalty (1.0 = off).
+            seed: overrides the LLM's ``seed`` for this call.
+
+        Returns:
+            One ``{"generations": [...], "statistics": {"input_tokens", "output_tokens"}}``
+            per input, in input order.
+        """
+        encoded = [self.prepare_input(conv) for conv in inputs]
+        gen_kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": do_sample,
+                                      "repetition_penalty": repetition_penalty}
+        if do_sample:
+            gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
+        texts, counts = self.generate_ids(encoded, num_generations, seed=seed, **gen_kwargs)
+        return [prepare_output(texts[i], input_tokens=[len(encoded[i])] * num_generations,
+                               output_tokens=counts[i]) for i in range(len(inputs))]
+
+    def generate_ids(self, encoded: list[list[int]], num_generations: int = 1,
+                     seed: int | None = None, **gen_kwargs: Any
+                     ) -> tuple[list[list[str]], list[list[int]]]:
+        """Generate from token ids; returns texts and generated-token counts per prompt."""
+        import torch
+
+        seed = self.seed if seed is None else seed
+        if seed is not None:
+            torch.manual_seed(seed)
+        tok, model = self._tokenizer, self._model
+        sampling = bool(gen_kwargs.get("do_sample"))
+        # greedy decoding gives the same answer every time: compute it once per prompt
+        n_call = num_generations if sampling else 1
+        eos = model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        eos_ids.add(tok.eos_token_id)
+        texts: list[list[str]] = [[] for _ in encoded]
+        counts: list[list[int]] = [[] for _ in encoded]
+        # longest first: similar lengths share a batch, so little padding is wasted
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            batch = tok.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt")
+            with torch.inference_mode():
+                out = model.generate(**batch, num_return_sequences=n_call,
+                                     pad_token_id=tok.pad_token_id, **gen_kwargs)
+            new = out[:, batch["input_ids"].shape[1]:].tolist()
+            for j, ids in enumerate(new):
+                row = rows[j // n_call]
+                n = next((k + 1 for k, t in enumerate(ids) if t in eos_ids), len(ids))
+                text = tok.decode(ids[:n], skip_special_tokens=True)
+                reps = 1 if sampling else num_generations
+                texts[row] += [text] * reps
+                counts[row] += [n] * reps
+        return texts, counts
+
+
+def make_llm(model: str | None = None, base_url: str | None = None,
+             api_key_env: str = "OPENAI_API_KEY", batch_size: int = 8,
+             **gen: Any) -> LLM:
+    """The teacher a pipeline uses: a local batched model, or an OpenAI-compatible endpoint.
+
+    With ``base_url`` set, ``model`` is the served model's name and the API key is read
+    from the environment variable ``api_key_env`` (local servers such as vLLM or
+    llama.cpp accept any key, so a missing variable falls back to a placeholder).
+    Without it, ``model`` is a bundled name, folder or hub id loaded in-process.
+    ``gen`` holds generation settings (max_new_tokens, temperature, top_p, do_sample,
+    seed); they become the LLM's ``generation_kwargs`` in the form each backend accepts.
+    """
+    gen = {k: v for k, v in gen.items() if v is not None}
+    if base_url is None:
+        seed = gen.pop("seed", 0)
+        return BatchedTransformersLLM(model=model or "smollm2", batch_size=batch_size,
+                                      seed=seed, generation_kwargs=gen)
+    from distilabel.models.llms import OpenAILLM
+
+    if not model:
+        raise ConfigError(f"--base-url {base_url} needs --model: the name the server serves")
+    key = os.environ.get(api_key_env)
+    if key is None and "api.openai.com" in base_url:
+        raise ConfigError(f"set the API key in the environment variable {api_key_env}")
+    # the OpenAI API has no do_sample: greedy is temperature 0; seed travels in the body
+    if gen.pop("do_sample", True) is False:
+        gen["temperature"] = 0.0
+    if (seed := gen.pop("seed", None)) is not None:
+        gen["extra_body"] = {"seed": seed}
+    return OpenAILLM(model=model, base_url=base_url, api_key=key or "not-needed",
+                     generation_kwargs=gen)
