@@ -1,0 +1,197 @@
+"""Pull human rankings from Argilla: aggregate, measure agreement, write pairs.
+
+Every annotator's *submitted* response is read over the REST API (ranks sorted by
+``rank``, never by list order). Per record the rankings are aggregated by Borda
+count and by majority of top choices; over the dataset we report Kendall's W,
+Krippendorff's alpha (ordinal) and the humans' agreement with the AI judge
+(Kendall's tau-b, and how often both pick the same best response). The aggregate
+ranking becomes TRL preference pairs that ``align dpo --dataset`` trains on.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alignment.errors import ConfigError
+from annotation import agreement as ag
+from annotation import records as rec
+from annotation.client import ArgillaClient, ArgillaError
+
+PAIR_STRATEGIES = ("best-worst", "all")
+
+
+@dataclass
+class PulledRecord:
+    id: str
+    prompt: str | list
+    responses: list[str]
+    options: list[str]
+    rankings: dict[str, ag.Ranking]  # annotator -> ranking
+    ratings: dict[str, int]
+    comments: dict[str, str]
+    judge_ranks: ag.Ranking | None
+    judge_scores: list[float | None]
+    discarded: int = 0
+    borda: dict[str, float] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+    majority: str | None = None
+    majority_absolute: bool = False
+    kendall_w: float | None = None
+    tau_judge: float | None = None
+
+
+def _ranking(value: list[dict]) -> ag.Ranking:
+    items = sorted(value, key=lambda item: item["rank"])
+    return {item["value"]: int(item["rank"]) for item in items}
+
+
+def fetch(client: ArgillaClient, dataset_name: str,
+          workspace: str | None = None) -> tuple[dict, list[PulledRecord], dict[str, str]]:
+    """(dataset, records, {user id: username}) with every submitted response."""
+    ws_id = None
+    if workspace:
+        ws = client.workspace(workspace)
+        if ws is None:
+            raise ConfigError(f"no workspace {workspace!r} on {client.connection.url}")
+        ws_id = ws["id"]
+    ds = client.dataset(dataset_name, ws_id)
+    if ds is None:
+        raise ConfigError(f"no dataset {dataset_name!r} on {client.connection.url}; "
+                          "push it first (`align annotate push`)")
+    questions = {q["name"]: q for q in client.questions(ds["id"])}
+    if rec.RANKING not in questions:
+        raise ConfigError(f"dataset {dataset_name!r} has no `{rec.RANKING}` question; "
+                          "it was not made by `align annotate push`")
+    options = [o["value"] for o in questions[rec.RANKING]["settings"]["options"]]
+    by_id = {q["id"]: name for name, q in questions.items()}
+    try:
+        names = {u["id"]: u["username"] for u in client.users()}
+    except ArgillaError:  # an annotator's key may not list users: keep ids
+        names = {}
+    out = []
+    for r in client.records(ds["id"], include=("responses", "suggestions")):
+        fields = r["fields"]
+        pulled = PulledRecord(
+            id=r.get("external_id") or r["id"], prompt=fields[rec.PROMPT],
+            responses=[fields[o] for o in options], options=options, rankings={},
+            ratings={}, comments={}, judge_ranks=None,
+            judge_scores=[(r.get("metadata") or {}).get(f"judge_score_{i + 1}")
+                          for i in range(len(options))])
+        for s in r.get("suggestions") or []:
+            if by_id.get(s["question_id"]) == rec.RANKING:
+                pulled.judge_ranks = _ranking(s["value"])
+        for resp in r.get("responses") or []:
+            if resp["status"] == "discarded":
+                pulled.discarded += 1
+            if resp["status"] != "submitted":
+                continue
+            user = names.get(resp["user_id"], resp["user_id"])
+            values = resp.get("values") or {}
+            if rec.RANKING in values:
+                pulled.rankings[user] = _ranking(values[rec.RANKING]["value"])
+            if rec.RATING in values:
+                pulled.ratings[user] = int(values[rec.RATING]["value"])
+            if values.get(rec.COMMENT, {}).get("value"):
+                pulled.comments[user] = values[rec.COMMENT]["value"]
+        out.append(pulled)
+    return ds, out, names
+
+
+def aggregate(records: list[PulledRecord]) -> None:
+    """Fill each record's Borda points, order, majority, W and tau with the judge."""
+    for r in records:
+        rankings = list(r.rankings.values())
+        if not rankings:
+            continue
+        r.borda = ag.borda(rankings, r.options)
+        r.order = ag.order_by_points(r.borda, r.options)
+        r.majority, r.majority_absolute, _ = ag.majority(rankings, r.options)
+        r.kendall_w = ag.kendall_w(rankings, r.options)
+        if r.judge_ranks:
+            # tau between human points (higher better) and judge ranks negated (same sense)
+            r.tau_judge = ag.kendall_tau([r.borda[o] for o in r.options],
+                                         [-r.judge_ranks[o] for o in r.options])
+
+
+def _unique_best(values: dict, higher: bool) -> str | None:
+    if not values:
+        return None
+    best = max(values.values()) if higher else min(values.values())
+    tops = [k for k, v in values.items() if v == best]
+    return tops[0] if len(tops) == 1 else None
+
+
+def summary(records: list[PulledRecord]) -> dict:
+    annotated = [r for r in records if r.rankings]
+    annotators = sorted({a for r in records for a in r.rankings})
+    same_best = []
+    for r in annotated:
+        human = _unique_best(r.borda, higher=True)
+        judge = _unique_best(r.judge_ranks or {}, higher=False)
+        if human and judge:
+            same_best.append(human == judge)
+    return {
+        "records": len(records),
+        "annotated_records": len(annotated),
+        "annotators": annotators,
+        "submitted_responses": sum(len(r.rankings) for r in records),
+        "discarded_responses": sum(r.discarded for r in records),
+        "records_with_2plus": sum(len(r.rankings) >= 2 for r in records),
+        "kendall_w_mean": ag.mean(r.kendall_w for r in annotated),
+        "krippendorff_alpha_ordinal": ag.krippendorff_alpha(
+            [(r.options, r.rankings) for r in annotated], annotators),
+        "tau_human_vs_judge_mean": ag.mean(r.tau_judge for r in annotated),
+        "judge_best_agrees": (sum(same_best) / len(same_best)) if same_best else None,
+        "majority_absolute_share": (sum(r.majority_absolute for r in annotated) / len(annotated)
+                                    if annotated else None),
+        "best_quality_mean": ag.mean(v for r in annotated for v in r.ratings.values()),
+    }
+
+
+def _turn(text: str, chat: bool):
+    return [{"role": "assistant", "content": text}] if chat else text
+
+
+def to_pairs(records: list[PulledRecord], strategy: str = "best-worst",
+             min_annotators: int = 1) -> list[dict]:
+    """TRL pairs from the Borda order; options with equal points never pair."""
+    if strategy not in PAIR_STRATEGIES:
+        raise ConfigError(f"--pairs {strategy!r}: choose one of {PAIR_STRATEGIES}")
+    pairs = []
+    for r in records:
+        if len(r.rankings) < min_annotators or not r.order:
+            continue
+        chat = rec.is_chat(r.prompt)
+        text = dict(zip(r.options, r.responses))
+        if strategy == "best-worst":
+            candidates = [(r.order[0], r.order[-1])]
+        else:
+            candidates = [(a, b) for i, a in enumerate(r.order) for b in r.order[i + 1:]]
+        n = len(r.rankings)
+        for chosen, rejected in candidates:
+            if r.borda[chosen] <= r.borda[rejected]:
+                continue
+            pairs.append({"prompt": r.prompt, "chosen": _turn(text[chosen], chat),
+                          "rejected": _turn(text[rejected], chat), "id": r.id,
+                          # mean Borda points: n_options − 1 means every annotator ranked it first
+                          "score_chosen": r.borda[chosen] / n,
+                          "score_rejected": r.borda[rejected] / n})
+    return pairs
+
+
+def write_pairs(pairs: list[dict], path: str | os.PathLike) -> Path:
+    from alignment.data import write_rows
+
+    return write_rows(pairs, path)
+
+
+def records_table(records: list[PulledRecord]) -> list[dict]:
+    """One row per annotated record, for the report folder."""
+    return [{"id": r.id, "annotators": sorted(r.rankings), "rankings": r.rankings,
+             "borda": r.borda, "order": r.order, "majority": r.majority,
+             "majority_absolute": r.majority_absolute, "kendall_w": r.kendall_w,
+             "judge_ranks": r.judge_ranks, "tau_human_vs_judge": r.tau_judge,
+             "best_quality": r.ratings, "comments": r.comments}
+            for r in records if r.rankings]

@@ -1,0 +1,352 @@
+"""A local Argilla server: its home folder, credentials, and the four processes
+(Redis, the web server, the background worker) started, watched and stopped.
+
+Everything lives in one home folder (default ``align_home()/argilla``), so a
+restart keeps all data:
+
+    argilla.db               Argilla's SQLite database
+    search-index.sqlite3     the embedded search index (rebuildable: ``align annotate reindex``)
+    credentials.json         the owner's username, password and API key (mode 0600)
+    redis/                   Redis's data
+    logs/                    one log per process
+    run/                     PID files and state.json (ports, URL)
+    tmp/                     TMPDIR of every process (Argilla copies its UI there)
+
+For a real deployment (Elasticsearch/OpenSearch and PostgreSQL) none of this runs:
+``push``/``pull`` take ``--url`` or ``ARGILLA_API_URL`` and ``ARGILLA_API_KEY``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from alignment.errors import AlignError, ConfigError
+from alignment.models import align_home
+
+DEFAULT_PORT = 6900
+DEMO_USERNAME, DEMO_PASSWORD, DEMO_API_KEY = "argilla", "12345678", "argilla.apikey"
+PROCESSES = ("web", "worker", "redis")
+
+
+class ServerError(AlignError):
+    """The local server could not start, or is not running."""
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("ALIGN_ARGILLA_HOME") or align_home() / "argilla")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+    api_key: str
+    source: str  # where they came from, for messages (never the secrets)
+
+    def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
+        return f"Credentials(username={self.username!r}, source={self.source!r})"
+
+
+@dataclass(frozen=True)
+class ServerHome:
+    root: Path
+
+    @property
+    def credentials_file(self) -> Path:
+        return self.root / "credentials.json"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def state_file(self) -> Path:
+        return self.run / "state.json"
+
+    def pid_file(self, name: str) -> Path:
+        return self.run / f"{name}.pid"
+
+    def state(self) -> dict | None:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+
+# -- credentials ------------------------------------------------------------------
+ENV_USERNAME, ENV_PASSWORD, ENV_API_KEY = (
+    "ALIGN_ARGILLA_USERNAME", "ALIGN_ARGILLA_PASSWORD", "ALIGN_ARGILLA_API_KEY")
+
+
+def read_secret_file(path: Path) -> dict:
+    """A JSON file of secrets, refused unless only its owner can read it."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(f"{path}: holds secrets but is readable by others "
+                          f"(mode {mode:o}); run `chmod 600 {path}`")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+
+
+def write_secret_file(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+
+
+def owner_credentials(home: ServerHome, *, demo: bool = False,
+                      create: bool = False) -> Credentials:
+    """Env vars first, then the home's credentials file; ``create`` writes a file of
+    fresh random secrets when neither exists."""
+    env = [os.environ.get(k) for k in (ENV_USERNAME, ENV_PASSWORD, ENV_API_KEY)]
+    if all(env):
+        return Credentials(*env, source="environment")
+    if any(env):
+        raise ConfigError(f"set all of {ENV_USERNAME}, {ENV_PASSWORD} and {ENV_API_KEY}, "
+                          "or none of them to use the credentials file")
+    if demo:
+        return Credentials(DEMO_USERNAME, DEMO_PASSWORD, DEMO_API_KEY, source="--demo")
+    path = home.credentials_file
+    if not path.exists():
+        if not create:
+            raise ConfigError(f"no credentials: {path} does not exist; run `align annotate "
+                              f"serve` once, or set {ENV_USERNAME}/{ENV_PASSWORD}/{ENV_API_KEY}")
+        write_secret_file(path, {"username": "owner", "password": secrets.token_urlsafe(18),
+                                 "api_key": "align." + secrets.token_urlsafe(32)})
+    data = read_secret_file(path)
+    missing = [k for k in ("username", "password", "api_key") if not data.get(k)]
+    if missing:
+        raise ConfigError(f"{path}: missing {', '.join(missing)}")
+    return Credentials(data["username"], data["password"], data["api_key"], source=str(path))
+
+
+# -- processes --------------------------------------------------------------------
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child of ours counts as gone
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+def _read_pid(home: ServerHome, name: str) -> int | None:
+    try:
+        pid = int(home.pid_file(name).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _spawn(home: ServerHome, name: str, cmd: list[str], env: dict, detach: bool) -> int:
+    log = open(home.logs / f"{name}.log", "ab")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env=env, cwd=home.root, start_new_session=detach)
+    log.close()
+    home.pid_file(name).write_text(str(proc.pid))
+    return proc.pid
+
+
+def _process_env(home: ServerHome, creds: Credentials, redis_port: int) -> dict:
+    env = dict(os.environ)
+    env.update({
+        "ARGILLA_HOME_PATH": str(home.root),
+        "ARGILLA_SEARCH_ENGINE": "align-sqlite",
+        "ARGILLA_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        # Argilla copies its 14 MB UI into a fresh temp folder per process, never removed
+        "TMPDIR": str(home.tmp),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        ENV_USERNAME: creds.username, ENV_PASSWORD: creds.password, ENV_API_KEY: creds.api_key,
+        "PYTHONUNBUFFERED": "1",
+    })
+    # the children import `annotation` from wherever this process did
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _healthy(url: str, timeout: float = 2.0) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{url}/api/v1/version", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def status(home: ServerHome) -> dict:
+    """Which processes run, the URL, and whether the server answers."""
+    pids = {name: _read_pid(home, name) for name in PROCESSES}
+    state = home.state() or {}
+    url = state.get("url")
+    return {"home": str(home.root), "url": url, "pids": pids,
+            "healthy": bool(url and pids["web"] and _healthy(url))}
+
+
+def start(home: ServerHome, *, port: int = DEFAULT_PORT, demo: bool = False,
+          detach: bool = True, timeout: float = 180.0) -> dict:
+    """Start Redis, the worker and the web server; return once the server answers.
+    With ``detach`` the processes outlive this one (stop them with ``stop``)."""
+    if shutil.which("redis-server") is None:
+        raise ServerError("redis-server is not installed; on Debian/Ubuntu: "
+                          "apt-get install -y redis-server (or `make system`)")
+    current = status(home)
+    if current["healthy"]:
+        return {**current, "already_running": True}
+    if any(current["pids"].values()):
+        stop(home)  # half-started or crashed: start clean
+    if _port_in_use(port):
+        raise ServerError(f"port {port} on 127.0.0.1 is taken by another program; "
+                          "pass --port with a free one")
+    for d in (home.root, home.run, home.logs, home.tmp, home.root / "redis"):
+        d.mkdir(parents=True, exist_ok=True)
+    os.chmod(home.root, 0o700)
+    clean_tmp(home)
+    creds = owner_credentials(home, demo=demo, create=True)
+    redis_port = free_port()
+    env = _process_env(home, creds, redis_port)
+    url = f"http://127.0.0.1:{port}"
+    home.state_file.write_text(json.dumps({"url": url, "port": port, "redis_port": redis_port,
+                                           "credentials": creds.source, "demo": demo}))
+    began = time.monotonic()
+    _spawn(home, "redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port),
+                           "--dir", str(home.root / "redis"), "--save", "60 1",
+                           "--appendonly", "no", "--protected-mode", "yes"], env, detach)
+    py = sys.executable
+    _spawn(home, "worker", [py, "-m", "annotation.process", "worker"], env, detach)
+    _spawn(home, "web", [py, "-m", "annotation.process", "web", "--port", str(port)],
+           env, detach)
+    while not _healthy(url):
+        dead = [n for n in PROCESSES if _read_pid(home, n) is None]
+        if dead or time.monotonic() - began > timeout:
+            logs = {n: _tail(home.logs / f"{n}.log") for n in PROCESSES}
+            stop(home)
+            why = f"{', '.join(dead)} exited" if dead else f"not healthy after {timeout:.0f} s"
+            detail = "\n".join(f"--- {n}.log ---\n{t}" for n, t in logs.items() if t)
+            raise ServerError(f"Argilla did not start ({why}); logs in {home.logs}\n{detail}")
+        time.sleep(0.25)
+    return {**status(home), "already_running": False,
+            "startup_s": round(time.monotonic() - began, 2), "credentials": creds.source}
+
+
+def _tail(path: Path, n: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except FileNotFoundError:
+        return ""
+
+
+def stop(home: ServerHome, grace: float = 15.0) -> list[str]:
+    """SIGTERM each process (web first, Redis last so it saves), wait, then SIGKILL."""
+    stopped = []
+    for name in PROCESSES:
+        pid = _read_pid(home, name)
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + grace
+            while _alive(pid) and time.monotonic() < deadline:
+                _reap(pid)
+                time.sleep(0.1)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+                while _alive(pid):
+                    _reap(pid)
+                    time.sleep(0.05)
+            stopped.append(name)
+        home.pid_file(name).unlink(missing_ok=True)
+    clean_tmp(home)
+    return stopped
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def clean_tmp(home: ServerHome) -> None:
+    """Remove the UI copies and other leftovers of processes that no longer run."""
+    if home.tmp.exists():
+        for entry in home.tmp.iterdir():
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
+def reindex(home: ServerHome, dataset_id: str | None = None) -> str:
+    """Rebuild the embedded index from Argilla's database (server may be running)."""
+    state = home.state() or {}
+    creds = owner_credentials(home, demo=bool(state.get("demo")))
+    env = _process_env(home, creds, state.get("redis_port") or 0)
+    home.tmp.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "annotation.process", "reindex"]
+    if dataset_id:
+        cmd += ["--dataset-id", dataset_id]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=home.root)
+    if out.returncode != 0:
+        raise ServerError(f"reindex failed:\n{out.stderr[-3000:]}")
+    if _read_pid(home, "web") is None:
+        clean_tmp(home)
+    return out.stdout
+
+
+def wait_foreground(home: ServerHome) -> None:
+    """Block until the web server exits or we are interrupted; then stop everything."""
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        while _read_pid(home, "web") is not None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop(home)
