@@ -1,0 +1,157 @@
+"""align dpo: direct preference optimisation of a chat model on prompt/chosen/rejected pairs.
+
+    align dpo --dataset pairs.jsonl [--model smollm2] [--output_dir runs/dpo]
+              [--config alignment/recipes/dpo_cpu.yaml] [any DPOConfig / ModelConfig flag]
+
+Configuration comes from three TRL dataclasses: ``ScriptArguments`` below (data and
+model), ``trl.DPOConfig`` (training, including ``beta``, ``loss_type``, ``max_length``
+and ``precompute_ref_log_probs``) and ``trl.ModelConfig`` (dtype, LoRA, quantisation).
+Precedence: dataclass defaults < align's working defaults (printed at start) < YAML
+``--config`` < command line. Unknown YAML keys are an error.
+
+The model is named with ``--model`` (a bundled name, a local folder or a hub id);
+``--model_name_or_path`` is accepted as an alias. With LoRA (the default) the reference
+model is the same base with its adapters switched off, so only one copy is in memory.
+
+Writes to the output dir: the adapter (or full model) and tokenizer, ``metrics.json``,
+a model card ``README.md``, ``training_curves.png`` and ``eval_pairs.jsonl`` (the pairs
+held out, ready for ``align eval``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alignment import training
+from alignment.errors import ConfigError
+
+
+@dataclass
+class ScriptArguments:
+    """Data and model for a preference-tuning run; training settings live in DPOConfig."""
+
+    dataset: list[str] = field(default_factory=list, metadata={
+        "help": "Preference file(s) or saved dataset folder(s), in any format alignment.data "
+                "reads. Several are mixed, by --dataset_weights if given."})
+    dataset_weights: list[float] | None = field(default=None, metadata={
+        "help": "One mixture weight per --dataset (default: concatenate them whole)."})
+    model: str | None = field(default=None, metadata={
+        "help": "Policy to train: a bundled model (smollm2), a local folder or a hub id. "
+                "Default: smollm2."})
+    eval_dataset: str | None = field(default=None, metadata={
+        "help": "Held-out pairs to evaluate on. Without it --eval_split of the training "
+                "pairs is held out."})
+    eval_split: float = field(default=0.1, metadata={
+        "help": "Fraction of the pairs held out for evaluation when no --eval_dataset is "
+                "given; 0 trains on everything."})
+    max_train_samples: int | None = field(default=None, metadata={
+        "help": "Train on at most this many pairs (after the held-out split)."})
+    max_eval_samples: int | None = field(default=None, metadata={
+        "help": "Evaluate on at most this many pairs."})
+    wrap_plain_text: bool = field(default=True, metadata={
+        "help": "Wrap plain-text pairs as one user turn and assistant reply so the chat "
+                "template applies; false trains on the raw text."})
+
+
+def _defaults(values) -> training.Defaults:
+    name = Path(values.model or values.model_name_or_path or "smollm2").name
+    has_eval = bool(values.eval_dataset) or values.eval_split > 0
+    d = training.lora_cpu_defaults(f"runs/dpo-{name}", learning_rate=5e-5, has_eval=has_eval)
+    d["max_length"] = (512, "prompt + completion tokens; longer pairs are truncated")
+    d["num_train_epochs"] = (1, "")
+    return d
+
+
+def main(argv: list[str]) -> int:
+    from trl import DPOConfig, ModelConfig
+
+    try:
+        (script, config, model_args), chosen = training.parse_recipe_args(
+            (ScriptArguments, DPOConfig, ModelConfig), argv, _defaults)
+    except SystemExit as e:  # --help, or argparse rejecting a flag
+        return int(e.code or 0)
+    training.print_defaults("align dpo", chosen)
+
+    # --- Refuse what cannot work, before loading any weights --------------------------
+    training.check_before_loading(model_args, config)
+    if config.sync_ref_model and model_args.use_peft:
+        raise ConfigError("--sync_ref_model needs a separate reference model, which LoRA "
+                          "does not keep; drop it or set --use_peft false")
+    if config.eval_strategy != "no" and not script.eval_dataset and script.eval_split <= 0:
+        raise ConfigError("--eval_strategy is on but there is nothing to evaluate on; give "
+                          "--eval_dataset or --eval_split > 0, or set --eval_strategy no")
+    model_path = training.resolve_model_spec(script.model, model_args)
+
+    # --- Data -------------------------------------------------------------------------
+    pairs = training.load_pairs(script.dataset, script.dataset_weights, config.seed)
+    if script.eval_dataset:
+        train_pairs, eval_pairs = pairs, training.load_pairs([script.eval_dataset])
+    else:
+        train_pairs, eval_pairs = training.split_eval(pairs, script.eval_split, config.seed)
+    train_pairs = training.take(train_pairs, script.max_train_samples)
+    eval_pairs = training.take(eval_pairs, script.max_eval_samples)
+    tokenizer = training.load_tokenizer(model_path)
+    train_pairs = training.chat_format_pairs(train_pairs, tokenizer, script.wrap_plain_text)
+    if eval_pairs is not None:
+        eval_pairs = training.chat_format_pairs(eval_pairs, tokenizer, script.wrap_plain_text)
+    print(f"align dpo: {len(train_pairs)} training pairs"
+          + (f", {len(eval_pairs)} held out" if eval_pairs is not None else "")
+          + f" ({training.environment_note()})")
+
+    # --- Model and trainer --------------------------------------------------------------
+    from trl import DPOTrainer, get_peft_config
+
+    model = training.load_causal_lm(model_path, model_args)
+    # ref_model=None: with a peft_config TRL computes the reference log-probs on this same
+    # model with the adapters disabled; for a full fine-tune it loads a second copy.
+    trainer = DPOTrainer(model=model, ref_model=None, args=config,
+                         train_dataset=train_pairs, eval_dataset=eval_pairs,
+                         processing_class=tokenizer, peft_config=get_peft_config(model_args))
+    if model_args.use_peft:
+        trainer.model.print_trainable_parameters()
+
+    # --- Train ----------------------------------------------------------------------------
+    result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    eval_metrics = trainer.evaluate() if eval_pairs is not None else None
+
+    # --- Save -------------------------------------------------------------------------
+    out = Path(config.output_dir)
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(out)
+    trainer.save_state()
+    metrics = training.final_metrics(trainer.state.log_history, result, eval_metrics)
+    metrics.update(train_pairs=len(train_pairs),
+                   eval_pairs=len(eval_pairs) if eval_pairs is not None else 0)
+    metrics_path = training.write_metrics(
+        out, metrics, training.resolved_config(script, model_args, config))
+    datasets = {", ".join(script.dataset): len(train_pairs)}
+    if eval_pairs is not None:
+        datasets[script.eval_dataset or "held out from the above"] = len(eval_pairs)
+        training.save_pairs(eval_pairs, out / "eval_pairs.jsonl")
+    card = training.write_model_card(
+        out, method="dpo", base_model=script.model or model_path, datasets=datasets,
+        adapter=model_args.use_peft, metrics=metrics, hyperparameters={
+            "beta": config.beta, "loss_type": config.loss_type,
+            "learning_rate": config.learning_rate, "epochs": config.num_train_epochs,
+            "max_steps": config.max_steps, "steps": result.global_step,
+            "batch_size": config.per_device_train_batch_size,
+            "gradient_accumulation_steps": config.gradient_accumulation_steps,
+            "max_length": config.max_length, "bf16": config.bf16, "seed": config.seed,
+            **({"lora_r": model_args.lora_r, "lora_alpha": model_args.lora_alpha,
+                "lora_target_modules": model_args.lora_target_modules}
+               if model_args.use_peft else {})})
+
+    from alignment.report import render_run
+
+    curves = render_run(out)
+    print(f"\nalign dpo: {result.global_step} steps in {metrics['train_runtime_s']:.0f} s "
+          f"({metrics['seconds_per_step']:.2f} s/step)")
+    print(f"  {'adapter' if model_args.use_peft else 'model'} + tokenizer: {out}")
+    print(f"  metrics:     {metrics_path}")
+    print(f"  model card:  {card}")
+    print(f"  curves:      {curves}")
+    if eval_pairs is not None:
+        print(f"  held out:    {out / 'eval_pairs.jsonl'}  (align eval --model {out} "
+              f"--dataset {out / 'eval_pairs.jsonl'})")
+    return 0

@@ -1,0 +1,494 @@
+"""What every training recipe shares: argument parsing, working defaults, loading, artefacts.
+
+A recipe (``alignment/recipes/<method>.py``) reads top to bottom and calls these helpers
+for the parts that would otherwise be copied word for word into each of them: TRL's
+config parsing with our defaults layered in, the refusals that must happen before a model
+loads, tokenizer/model loading, the "chat template exactly once" normalisation of pairs,
+and the files a finished run leaves behind (``metrics.json``, ``README.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from alignment.errors import ConfigError, DataError
+
+# ---------------------------------------------------------------------------------------
+# Hardware
+
+
+def has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True only where the CPU multiplies bf16 natively (AVX512-BF16 or AMX).
+
+    Elsewhere PyTorch emulates bf16 on CPU and mixed precision runs slower than fp32.
+    """
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: no cheap way to tell, and fp32 is always correct
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+# ---------------------------------------------------------------------------------------
+# Configuration: dataclass defaults < align's working defaults < YAML < command line
+
+Defaults = dict[str, tuple[Any, str]]  # field -> (value, why)
+
+
+def parse_recipe_args(types: Sequence[type], argv: Sequence[str],
+                      defaults: Callable[[argparse.Namespace], Defaults]
+                      ) -> tuple[tuple, Defaults]:
+    """Parse ``argv`` (with an optional ``--config recipe.yaml``) into ``types``.
+
+    ``defaults(values)`` proposes align's working defaults from a first look at the
+    user's settings (a flat namespace of every field); only fields the user did not set,
+    in the YAML or on the command line, take them. Returns the dataclass instances and
+    the defaults that were applied. ``--help`` and argparse's own errors raise
+    SystemExit, as with any CLI.
+    """
+    from trl import TrlParser
+
+    argv = list(argv)
+    parser = TrlParser(list(types))
+    config = _read_config(parser, argv)
+    explicit = set(config) | _flags_given(parser, argv)
+    # A first look without building the dataclasses: their __post_init__ validates
+    # against library defaults (bf16 on a CPU, say) that our defaults are about to replace.
+    parser.set_defaults_with_config(**{k: v for k, v in config.items() if k != "env"})
+    rest = [a for i, a in enumerate(argv)
+            if a != "--config" and (i == 0 or argv[i - 1] != "--config")]
+    values, _ = parser.parse_known_args(rest)
+    chosen = {k: v for k, v in defaults(values).items() if k not in explicit}
+    parser.set_defaults(**{k: value for k, (value, _) in chosen.items()})
+    return _parse(parser, argv), chosen
+
+
+def _read_config(parser, argv: list[str]) -> dict[str, Any]:
+    if "--config" not in argv:
+        return {}
+    i = argv.index("--config")
+    if i + 1 >= len(argv):
+        raise ConfigError("--config needs a path to a YAML recipe")
+    path = Path(argv[i + 1])
+    import yaml
+
+    try:
+        config = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: a recipe must be a YAML mapping of field: value")
+    known = {action.dest for action in parser._actions} | {"env"}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        # TRL only rejects these at the end, in a message that names no file; a misspelt
+        # key silently falling back to a default is the bug this guards against.
+        raise ConfigError(
+            f"{path}: unknown key(s) {', '.join(unknown)}; every key must be a field of "
+            f"{', '.join(t.__name__ for t in parser.dataclass_types)} "
+            "(see `--help` for the list)")
+    return config
+
+
+def _flags_given(parser, argv: list[str]) -> set[str]:
+    by_option = {opt: action.dest for action in parser._actions for opt in action.option_strings}
+    return {by_option[tok.split("=", 1)[0]] for tok in argv
+            if tok.startswith("--") and tok.split("=", 1)[0] in by_option}
+
+
+def _parse(parser, argv: list[str]) -> tuple:
+    try:
+        return tuple(parser.parse_args_and_config(list(argv)))
+    except ValueError as e:  # unknown flags, and TRL/transformers' own config validation
+        raise ConfigError(str(e)) from None
+
+
+def print_defaults(command: str, chosen: Defaults) -> None:
+    if not chosen:
+        return
+    width = max(len(f"{k}={v!r}") for k, (v, _) in chosen.items())
+    print(f"{command}: working defaults (set any of them in the YAML or on the command line "
+          "to override):")
+    for key, (value, why) in chosen.items():
+        print(f"  {f'{key}={value!r}':<{width}}  {why}")
+
+
+def lora_cpu_defaults(output_dir: str, learning_rate: float, has_eval: bool) -> Defaults:
+    """Defaults shared by every LoRA recipe; ``has_eval`` turns on periodic evaluation."""
+    d: Defaults = {}
+    if not has_accelerator():
+        fast = cpu_has_fast_bf16()
+        d["bf16"] = (fast, "this CPU has native bf16" if fast else
+                     "this CPU has no native bf16 (avx512_bf16/amx), so fp32 is faster")
+        d["gradient_checkpointing"] = (False, "small models on CPU: recomputing costs more "
+                                              "time than the memory it saves")
+        d["dataloader_num_workers"] = (0, "worker processes only compete for CPU cores")
+        d["dataloader_pin_memory"] = (False, "no GPU to pin memory for")
+    d["use_peft"] = (True, "LoRA: train adapters, keep the base frozen")
+    d["lora_r"] = (16, "LoRA rank")
+    d["lora_alpha"] = (32, "LoRA scale (2 x rank)")
+    d["lora_target_modules"] = (["all-linear"], "adapt every linear layer but the LM head")
+    d["learning_rate"] = (learning_rate, "suits LoRA adapters")
+    d["per_device_train_batch_size"] = (4, "small batches keep a CPU step short")
+    d["per_device_eval_batch_size"] = (4, "")
+    d["report_to"] = (["none"], "no experiment tracker unless asked for")
+    d["logging_steps"] = (5, "enough points for the training curves")
+    d["save_strategy"] = ("steps", "")
+    d["save_steps"] = (100, "")
+    d["save_total_limit"] = (1, "keep only the latest checkpoint")
+    if has_eval:
+        d["eval_strategy"] = ("steps", "evaluate on the held-out pairs during training")
+        d["eval_steps"] = (25, "")
+    d["output_dir"] = (output_dir, "")
+    return d
+
+
+def check_before_loading(model_args, training_args) -> None:
+    """Refuse configurations that cannot work, before any weights are read."""
+    quantized = model_args.load_in_4bit or model_args.load_in_8bit
+    if quantized and not has_accelerator():
+        raise ConfigError(
+            "--load_in_4bit/--load_in_8bit (QLoRA) is a GPU feature and is refused on CPU: "
+            "bitsandbytes' 4-bit CPU kernels lose the LoRA gradients after any no-grad forward "
+            "in the same process (the reference pass of DPO is one), so training would silently "
+            "not learn. On CPU train plain LoRA (the default): drop --load_in_4bit.")
+    if quantized and not model_args.use_peft:
+        raise ConfigError("a quantized base cannot be fine-tuned in full; add --use_peft true "
+                          "(LoRA) or drop --load_in_4bit/--load_in_8bit")
+    if model_args.use_peft and not model_args.lora_target_modules:
+        raise ConfigError("--use_peft needs --lora_target_modules (e.g. all-linear)")
+    if training_args.bf16 and training_args.fp16:
+        raise ConfigError("--bf16 and --fp16 are exclusive; pick one")
+
+
+def resolve_model_spec(script_model: str | None, model_args) -> str:
+    """``--model`` is the documented flag; ``--model_name_or_path`` is accepted as its alias."""
+    from alignment.models import ModelNotAvailable, resolve_model
+
+    other = model_args.model_name_or_path
+    if script_model and other and script_model != other:
+        raise ConfigError(f"--model {script_model} and --model_name_or_path {other} disagree; "
+                          "give only --model")
+    try:
+        path = resolve_model(script_model or other)
+    except ModelNotAvailable as e:
+        raise ConfigError(str(e)) from None
+    if Path(path).exists():  # recorded in adapter_config.json: must work from any folder
+        path = str(Path(path).resolve())
+    model_args.model_name_or_path = path
+    return path
+
+
+# ---------------------------------------------------------------------------------------
+# Data
+
+
+def load_pairs(specs: Sequence[str], weights: Sequence[float] | None = None, seed: int = 0):
+    """One preference dataset (TRL prompt/chosen/rejected) from one file or a weighted mixture."""
+    if not specs:
+        raise ConfigError("no dataset given: pass --dataset PATH (a preference file: JSONL, "
+                          "Parquet, JSON, CSV or a saved dataset folder)")
+    if weights and len(weights) != len(specs):
+        raise ConfigError(f"--dataset_weights has {len(weights)} values for {len(specs)} datasets")
+    try:
+        from alignment.data import load_mixture, load_preferences
+    except ImportError:  # the data layer is optional while it is being built
+        load_preferences, load_mixture = _read_trl_pairs, None
+    if len(specs) == 1:
+        dataset = load_preferences(specs[0])
+    elif load_mixture is None:
+        raise ConfigError("mixing several datasets needs alignment.data.load_mixture")
+    else:
+        mix = [f"{s}:{w}" for s, w in zip(specs, weights)] if weights else list(specs)
+        dataset = load_mixture(mix, "preference", seed)
+    check_pairs(dataset, ", ".join(specs))
+    return dataset
+
+
+def _read_trl_pairs(path: str):
+    """Reader of TRL-format JSONL, used only while ``alignment.data`` is unavailable."""
+    import datasets
+
+    rows = []
+    p = Path(path)
+    if not p.exists():
+        raise DataError(p, "file not found")
+    for n, line in enumerate(p.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(p, f"not valid JSON ({e.msg})", row=n) from None
+        for key in ("prompt", "chosen", "rejected"):
+            if key not in row:
+                raise DataError(p, "field is missing; expected TRL preference pairs "
+                                   "{prompt, chosen, rejected}", row=n, field=key)
+            if not row[key]:
+                raise DataError(p, "is empty", row=n, field=key)
+        rows.append(row)
+    if not rows:
+        raise DataError(p, "no rows")
+    return datasets.Dataset.from_list(rows)
+
+
+def check_pairs(dataset, where: str) -> None:
+    missing = [c for c in ("prompt", "chosen", "rejected") if c not in dataset.column_names]
+    if missing:
+        raise DataError(where, f"not preference pairs: columns {missing} are missing "
+                               f"(has {dataset.column_names})", field=missing[0])
+    if len(dataset) == 0:
+        raise DataError(where, "no rows")
+    kinds = {c: isinstance(dataset[0][c], list) for c in ("prompt", "chosen", "rejected")}
+    if len(set(kinds.values())) != 1:
+        raise DataError(where, "mixes plain-text and conversational fields "
+                               f"({kinds}); all three must be strings or all message lists", row=1)
+
+
+def chat_format_pairs(dataset, tokenizer, wrap_plain_text: bool = True):
+    """Make sure every pair passes through the chat template exactly once.
+
+    Conversational pairs are left for TRL to template. Plain-text pairs are wrapped as a
+    user turn and an assistant reply when the tokenizer has a chat template, so the model
+    is trained in the format it is prompted with. Text that is already templated (or
+    ``wrap_plain_text=False``) is trained as raw text; then a leading BOS string is dropped
+    when the tokenizer adds its own, and anything after a final EOS in a completion is
+    dropped because TRL appends one — otherwise both would appear twice.
+    """
+    first = dataset[0]
+    if isinstance(first["prompt"], list):
+        return dataset
+    if wrap_plain_text and tokenizer.chat_template and not _is_templated(first["prompt"], tokenizer):
+        def wrap(row):
+            return {"prompt": [{"role": "user", "content": row["prompt"]}],
+                    "chosen": [{"role": "assistant", "content": row["chosen"]}],
+                    "rejected": [{"role": "assistant", "content": row["rejected"]}]}
+        return dataset.map(wrap, desc="Wrapping plain-text pairs in the chat format")
+
+    bos, eos = tokenizer.bos_token, tokenizer.eos_token
+    adds_bos = bos is not None and tokenizer("x")["input_ids"][:1] == [tokenizer.bos_token_id]
+
+    def strip(row):
+        prompt = row["prompt"]
+        if adds_bos and prompt.startswith(bos):
+            prompt = prompt[len(bos):]
+        out = {"prompt": prompt}
+        for key in ("chosen", "rejected"):
+            text = row[key]
+            if eos and eos in text and not text[text.rindex(eos) + len(eos):].strip():
+                text = text[:text.rindex(eos) + len(eos)]
+            out[key] = text
+        return out
+    return dataset.map(strip, desc="Removing duplicate BOS/EOS from templated text")
+
+
+def _is_templated(text: str, tokenizer) -> bool:
+    return any(tok and tok in text for tok in tokenizer.all_special_tokens) or "[INST]" in text
+
+
+def split_eval(dataset, fraction: float, seed: int):
+    """Hold out ``fraction`` of the pairs (at least one) for evaluation."""
+    if fraction <= 0:
+        return dataset, None
+    if not 0 < fraction < 1:
+        raise ConfigError(f"--eval_split must be in [0, 1), got {fraction}")
+    if len(dataset) < 2:
+        raise DataError("dataset", f"{len(dataset)} pair(s) is too few to hold some out; "
+                                   "add pairs, pass --eval_dataset, or set --eval_split 0")
+    n_eval = max(1, round(len(dataset) * fraction))
+    split = dataset.train_test_split(test_size=n_eval, seed=seed)
+    return split["train"], split["test"]
+
+
+def take(dataset, n: int | None):
+    return dataset if n is None or dataset is None or n >= len(dataset) else dataset.select(range(n))
+
+
+# ---------------------------------------------------------------------------------------
+# Models
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoConfig, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    # Some converted checkpoints (GGUF exports among them) name a different EOS token in
+    # the tokenizer than in the model config; TRL appends tokenizer.eos_token to every
+    # plain-text completion, so it must be the token the model stops on.
+    try:
+        eos_id = AutoConfig.from_pretrained(path).eos_token_id
+    except (OSError, ValueError):
+        eos_id = None
+    if isinstance(eos_id, int) and tok.eos_token_id != eos_id and eos_id < len(tok):
+        fixed = tok.convert_ids_to_tokens(eos_id)
+        print(f"note: tokenizer EOS {tok.eos_token!r} differs from the model's ({fixed!r}); "
+              f"using {fixed!r}")
+        tok.eos_token = fixed
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_causal_lm(path: str, model_args):
+    """The policy's base weights, in the dtype and quantisation ``model_args`` ask for."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl import get_quantization_config
+
+    dtype = model_args.dtype if model_args.dtype in ("auto", None) else getattr(torch, model_args.dtype)
+    quantization = get_quantization_config(model_args)
+    return AutoModelForCausalLM.from_pretrained(
+        path, revision=model_args.model_revision, dtype=dtype,
+        attn_implementation=model_args.attn_implementation,
+        quantization_config=quantization,
+        # quantised weights must be placed on the GPU as they load
+        device_map={"": torch.cuda.current_device()} if quantization is not None else None)
+
+
+# ---------------------------------------------------------------------------------------
+# Run artefacts
+
+
+def final_metrics(log_history: list[dict], train_output, eval_metrics: dict | None) -> dict:
+    """Last logged value of each training figure, the eval figures, and the run's totals."""
+    train: dict[str, float] = {}
+    for entry in log_history:
+        if "eval_loss" in entry or "train_runtime" in entry:
+            continue
+        train.update({k: v for k, v in entry.items() if isinstance(v, (int, float))})
+    train.pop("epoch", None)
+    train.pop("step", None)
+    out = {"train": train, "train_loss_mean": train_output.training_loss,
+           "global_step": train_output.global_step,
+           "train_runtime_s": train_output.metrics.get("train_runtime")}
+    if eval_metrics:
+        out["eval"] = {k.removeprefix("eval_"): v for k, v in eval_metrics.items()}
+    out["train_loss_first"] = next((e["loss"] for e in log_history if "loss" in e), None)
+    # TRL counts the non-padding tokens it trained on in `num_tokens`
+    tokens, runtime = train.get("num_tokens"), out["train_runtime_s"]
+    out["tokens_per_s"] = tokens / runtime if tokens and runtime else None
+    out["seconds_per_step"] = runtime / out["global_step"] if runtime and out["global_step"] else None
+    return out
+
+
+def write_metrics(output_dir: str | Path, metrics: dict, config: dict) -> Path:
+    path = Path(output_dir) / "metrics.json"
+    path.write_text(json.dumps({**metrics, "config": config}, indent=2, default=_jsonable))
+    return path
+
+
+def resolved_config(*objs) -> dict:
+    """Every parsed dataclass as plain JSON-able values, keyed by class name."""
+    out = {}
+    for obj in objs:
+        values = obj.to_dict() if hasattr(obj, "to_dict") else asdict(obj)
+        out[type(obj).__name__] = json.loads(json.dumps(values, default=_jsonable))
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if hasattr(value, "value"):  # enums
+        return value.value
+    return str(value)
+
+
+# the figures a model card shows; metrics.json keeps all of them
+CARD_FIGURES = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins",
+                "rewards/accuracies", "mean_token_accuracy", "accuracy")
+
+
+def write_model_card(output_dir: str | Path, *, method: str, base_model: str,
+                     datasets: dict[str, int], hyperparameters: dict, metrics: dict,
+                     adapter: bool) -> Path:
+    """A README.md saying what was trained on what, how well, and how to load it."""
+    out = Path(output_dir)
+    rows = "\n".join(f"| `{name}` | {count} |" for name, count in datasets.items())
+    hyper = "\n".join(f"| `{k}` | `{v}` |" for k, v in hyperparameters.items())
+    figures = {f"{split} {k}": v for split in ("train", "eval")
+               for k, v in metrics.get(split, {}).items() if k in CARD_FIGURES}
+    figs = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
+                     for k, v in figures.items())
+    if adapter:
+        load = (f"```python\nfrom peft import AutoPeftModelForCausalLM\n"
+                f"from transformers import AutoTokenizer\n\n"
+                f"model = AutoPeftModelForCausalLM.from_pretrained(\"{out}\")\n"
+                f"tokenizer = AutoTokenizer.from_pretrained(\"{out}\")\n"
+                f"# or fold the adapter into the base: align merge {out}\n```")
+        kind = f"a LoRA adapter for `{base_model}`"
+    else:
+        load = (f"```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+                f"model = AutoModelForCausalLM.from_pretrained(\"{out}\")\n"
+                f"tokenizer = AutoTokenizer.from_pretrained(\"{out}\")\n```")
+        kind = f"a full fine-tune of `{base_model}`"
+    text = f"""---
+base_model: {base_model}
+library_name: {"peft" if adapter else "transformers"}
+tags: [align, trl, {method}]
+---
+
+# {out.name}
+
+{kind}, trained with `align {method}` ({method.upper()}, TRL).
+
+## Data
+
+| dataset | pairs |
+|---|---|
+{rows}
+
+## Hyper-parameters
+
+| name | value |
+|---|---|
+{hyper}
+
+## Results
+
+| figure | value |
+|---|---|
+{figs}
+
+`training_curves.png` plots them against the step; `metrics.json` holds every figure and
+the complete resolved configuration.
+
+## Loading
+
+{load}
+"""
+    path = out / "README.md"
+    path.write_text(text)
+    return path
+
+
+def save_pairs(dataset, path: str | Path) -> Path:
+    """Write pairs as JSONL (conversational fields stay message lists)."""
+    path = Path(path)
+    with open(path, "w") as f:
+        for row in dataset:
+            f.write(json.dumps({k: row[k] for k in ("prompt", "chosen", "rejected")}) + "\n")
+    return path
+
+
+def environment_note() -> str:
+    import torch
+
+    threads = torch.get_num_threads()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return f"device={device} torch_threads={threads} cpus={os.cpu_count()}"
