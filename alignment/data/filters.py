@@ -23,22 +23,44 @@ def text_of(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, list):
-        return "\n".join(text_of(v.get("content", v.get("value")) if isinstance(v, dict) else v)
-                         for v in value)
+        return "\n".join(text_of(_message_text(v)) for v in value)
     if isinstance(value, dict):
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
     return str(value)
 
 
-def _column(rows: list[dict], column: str | None) -> str:
+def _message_text(value: Any) -> Any:
+    if isinstance(value, dict) and ("content" in value or "value" in value):
+        return value.get("content", value.get("value"))
+    return value
+
+
+def _is_text(value: Any) -> bool:
+    """Text, or a list of texts or messages: the cells whose length means something."""
+    if isinstance(value, str):
+        return True
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(_message_text(v), str) for v in value)
+
+
+def _texts(rows: list[dict], column: str | None) -> list[str]:
+    """The text each filter looks at: ``column``, or by default the row's prompt."""
     if column is not None:
-        return column
-    if rows:
-        for c in TEXT_COLUMNS:
-            if c in rows[0]:
-                return c
+        return [text_of(r.get(column)) for r in rows]
+    for c in TEXT_COLUMNS:
+        if c in rows[0]:
+            return [_prompt_text(r.get(c)) for r in rows]
     raise ValueError(f"no text column found; pass one of the columns explicitly "
                      f"(tried {', '.join(TEXT_COLUMNS)})")
+
+
+def _prompt_text(value: Any) -> str:
+    # A conversation's prompt is everything before the final assistant reply, so two
+    # SFT rows answering the same question count as duplicates.
+    if isinstance(value, list) and value and isinstance(value[-1], dict) \
+            and value[-1].get("role", value[-1].get("from")) in ("assistant", "gpt"):
+        value = value[:-1]
+    return text_of(value)
 
 
 def normalised(texts: pl.Expr) -> pl.Expr:
@@ -50,11 +72,14 @@ def normalised(texts: pl.Expr) -> pl.Expr:
 
 
 def dedup(rows: list[dict], column: str | None = None) -> tuple[list[dict], int]:
-    """Keep the first row of each group whose ``column`` text is equal once normalised."""
+    """Keep the first row of each group whose text is equal once normalised.
+
+    The text is ``column`` when given, else the prompt (``prompt``, ``instruction``,
+    ``question``, or a conversation without its final assistant reply).
+    """
     if not rows:
         return rows, 0
-    column = _column(rows, column)
-    frame = pl.DataFrame({"text": [text_of(r.get(column)) for r in rows]})
+    frame = pl.DataFrame({"text": _texts(rows, column)}, schema={"text": pl.String})
     first = (frame.with_row_index("i")
              .with_columns(key=normalised(pl.col("text")))
              .unique(subset="key", keep="first", maintain_order=True)["i"].to_list())
@@ -63,11 +88,10 @@ def dedup(rows: list[dict], column: str | None = None) -> tuple[list[dict], int]
 
 def length_filter(rows: list[dict], column: str | None = None, min_chars: int = 0,
                   max_chars: int | None = None) -> tuple[list[dict], int]:
-    """Keep rows whose ``column`` text has between ``min_chars`` and ``max_chars`` characters."""
+    """Keep rows whose text (as in :func:`dedup`) has ``min_chars`` to ``max_chars`` characters."""
     if not rows:
         return rows, 0
-    column = _column(rows, column)
-    lengths = pl.Series([text_of(r.get(column)) for r in rows]).str.len_chars()
+    lengths = pl.Series(_texts(rows, column), dtype=pl.String).str.len_chars()
     mask = lengths >= min_chars
     if max_chars is not None:
         mask = mask & (lengths <= max_chars)
@@ -82,7 +106,7 @@ def stats(rows: list[dict]) -> dict:
     out: dict[str, Any] = {"rows": len(rows), "columns": columns, "lengths": {}}
     for c in columns:
         values = [r.get(c) for r in rows]
-        if not any(isinstance(v, (str, list)) for v in values):
+        if not any(_is_text(v) for v in values):
             continue
         lengths = pl.Series(c, [text_of(v) for v in values]).str.len_chars()
         out["lengths"][c] = {

@@ -297,7 +297,14 @@ def _save_to_disk(rows: list[dict], tmp: Path, target: Path) -> None:
     import datasets
 
     table = _arrow_table(rows, target)
-    datasets.Dataset(table).save_to_disk(str(tmp))
+    # The progress bar would land in the middle of the command's own output.
+    quiet = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        datasets.Dataset(table).save_to_disk(str(tmp))
+    finally:
+        if quiet:
+            datasets.enable_progress_bars()
 
 
 # --------------------------------------------------------------------------- cards
