@@ -312,3 +312,11 @@ def test_mixture_samples_by_fraction_and_count(tmp_path):
 def test_prompt_id_is_stable():
     assert prompt_id("hello") == "aaf4c61ddcc5e8a2"
     assert prompt_id([user("hello")]) == prompt_id([{"content": "hello", "role": "user"}])
+
+
+def test_published_rankings_with_one_completion_are_dropped_and_counted():
+    rows = read_rows(DATA / "ultrafeedback.jsonl")
+    short = dict(rows[0], completions=rows[0]["completions"][:1])
+    stats: dict = {}
+    assert len(convert([rows[0], short], "ranked", stats=stats)) == 1
+    assert stats["rows_under_2_responses_dropped"] == 1

@@ -156,3 +156,17 @@ def test_card_beside_a_file_and_inside_a_folder(tmp_path):
     assert "```\nRate this:\n{response}\n```" in text
     assert read_card(tmp_path / "out.jsonl") == info
     assert write_card(tmp_path / "ds", "T", {}) == tmp_path / "ds" / "README.md"
+
+
+def test_single_row_json_object_is_one_row(tmp_path):
+    row = {"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(row))
+    assert read_rows(path) == [row]
+
+
+def test_refuses_to_replace_a_folder_that_is_not_a_dataset(tmp_path):
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(DataError, match="exists and is not a dataset folder"):
+        write_rows([{"a": 1}], tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "keep me"

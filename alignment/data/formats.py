@@ -24,15 +24,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import re
 from collections.abc import Callable
 from typing import Any
 
 from alignment.errors import DataError
-
-log = logging.getLogger(__name__)
 
 # format -> required columns, checked in this order (first match wins).
 FORMATS: dict[str, tuple[str, ...]] = {
@@ -583,8 +580,8 @@ def normalise(rows: list[dict], fmt: str, path: object = None, stats: dict | Non
     family = FAMILY[fmt]
     if fmt == "helpsteer":
         out = _ranked_helpsteer(rows, where, stats, helpsteer_weights)
-        for row in out:
-            check_row("ranked", _Row(row, where, None))
+        for i, row in enumerate(out, start=1):
+            check_row("ranked", _Row(row, f"{where} (prompt group)", i))
         return out
     convert_row = _ROW_CONVERTERS[fmt]
     out = []
@@ -596,6 +593,10 @@ def normalise(rows: list[dict], fmt: str, path: object = None, stats: dict | Non
         if family == "preference" and new["chosen"] == new["rejected"]:
             # Published sets hold a few identical pairs; they carry no preference.
             _bump(stats, "identical_pairs_dropped")
+            continue
+        if fmt in ("ultrafeedback", "nectar") and len(new["responses"]) < 2:
+            # A few published prompts have fewer than two completions: nothing to rank.
+            _bump(stats, "rows_under_2_responses_dropped")
             continue
         check_row(family, _Row(new, where, i))
         out.append(new)

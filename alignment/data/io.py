@@ -106,10 +106,16 @@ def _read_json(path: Path) -> list[dict]:
         raise DataError(path, f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})",
                         row=e.lineno) from None
     if isinstance(data, dict):
+        from alignment.data.formats import FORMATS
+
+        # A lone row (its columns make a known format) is not a wrapper around rows:
+        # without this, a ShareGPT row would be read as its list of turns.
+        if any(set(data).issuperset(cols) for cols in FORMATS.values()):
+            return [data]
         lists = {k: v for k, v in data.items() if isinstance(v, list)}
-        key = next((k for k in ("train", "data", "rows", "examples", "instances") if k in lists),
-                   None)
-        if key is None and len(lists) == 1:
+        key = next((k for k in ("train", "data", "rows", "examples", "instances", "records")
+                    if k in lists), None)
+        if key is None and len(data) == 1 and lists:
             key = next(iter(lists))
         if key is None:
             raise DataError(path, "a JSON object must hold the rows as a list under one key "
@@ -262,6 +268,11 @@ def write_rows(rows: list[dict], path: str | Path) -> Path:
     """Write rows atomically: ``.jsonl``, ``.json``, ``.parquet``, or a folder (``save_to_disk``)."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if path.is_dir() and any(path.iterdir()) and not any(
+            (path / name).exists() for name in ("dataset_info.json", "dataset_dict.json")):
+        # Replacing the folder would delete whatever the user keeps there.
+        raise DataError(path, "exists and is not a dataset folder; write to a new folder or "
+                              "to a file inside it (e.g. data.jsonl or data.parquet)")
     if is_folder_target(path):
         return _atomic_folder(path, lambda tmp: _save_to_disk(rows, tmp, path))
     if suffix in (".jsonl", ".ndjson"):
