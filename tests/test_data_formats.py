@@ -320,3 +320,12 @@ def test_published_rankings_with_one_completion_are_dropped_and_counted():
     stats: dict = {}
     assert len(convert([rows[0], short], "ranked", stats=stats)) == 1
     assert stats["rows_under_2_responses_dropped"] == 1
+
+
+def test_implicit_prompt_conversations_split_like_hh_rlhf():
+    rows = [{"chosen": [user("Hi"), bot("Hello! How can I help?")],
+             "rejected": [user("Hi"), bot("What.")]}]
+    assert detect_format(rows) == "hh-rlhf"
+    assert convert(rows, "preference") == [
+        {"prompt": [user("Hi")], "chosen": [bot("Hello! How can I help?")],
+         "rejected": [bot("What.")]}]

@@ -5,9 +5,12 @@
                      [--margin M] [--seed N] [--dedup] [--min-chars N] [--max-chars N]
   align data pairs IN OUT [--strategy best-worst|best-random|all] [--margin M] [--seed N]
 
-IN is any supported file or folder (``PATH:SPLIT`` picks a split). OUT is written
-atomically (``.jsonl``, ``.json``, ``.parquet``, or a folder for ``save_to_disk``)
-with a dataset card beside it recording the source, format and counts.
+IN is a .jsonl, .json, .parquet or .csv file, a `datasets` save_to_disk folder, or a
+folder of shards; PATH:SPLIT picks a split (default: train). OUT is written atomically
+(.jsonl, .json, .parquet, or a folder path for save_to_disk) with a dataset card
+beside it (OUT-stem.README.md, or README.md inside a folder) recording the source,
+format, options and counts. The source format is detected from the column names,
+checked in the order below; pass --from to name it.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("convert", help="convert any known format to an align schema")
     p.add_argument("input", metavar="IN")
-    p.add_argument("--to", required=True, choices=TARGETS)
+    p.add_argument("--to", required=True, choices=TARGETS, help="target schema")
     p.add_argument("output", metavar="OUT")
     p.add_argument("--from", dest="fmt", choices=list(FORMATS),
                    help="source format (default: detected from the columns)")
