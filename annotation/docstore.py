@@ -356,8 +356,8 @@ _TOKEN = re.compile(r'(-?)"([^"]*)"\*?|(\|)|(\S+)')
 
 def _fts_term(text: str, prefix: bool) -> str | None:
     text = text.strip()
-    if not text:
-        return None
+    if not re.search(r"\w", text):
+        return None  # stray punctuation: nothing the tokenizer would index
     quoted = '"' + text.replace('"', '""') + '"'
     return quoted + ("*" if prefix else "")
 
