@@ -198,53 +198,19 @@ def resolve_model_spec(script_model: str | None, model_args) -> str:
 # Data
 
 
-def load_pairs(specs: Sequence[str], weights: Sequence[float] | None = None, seed: int = 0):
-    """One preference dataset (TRL prompt/chosen/rejected) from one file or a weighted mixture."""
+def load_pairs(specs: Sequence[str], seed: int = 0):
+    """TRL prompt/chosen/rejected pairs from one dataset or a mixture of ``PATH[@WEIGHT]``."""
+    from alignment.data import load_mixture, load_preferences, parse_mixture_spec
+
     if not specs:
-        raise ConfigError("no dataset given: pass --dataset PATH (a preference file: JSONL, "
-                          "Parquet, JSON, CSV or a saved dataset folder)")
-    if weights and len(weights) != len(specs):
-        raise ConfigError(f"--dataset_weights has {len(weights)} values for {len(specs)} datasets")
-    try:
-        from alignment.data import load_mixture, load_preferences
-    except ImportError:  # the data layer is optional while it is being built
-        load_preferences, load_mixture = _read_trl_pairs, None
-    if len(specs) == 1:
-        dataset = load_preferences(specs[0])
-    elif load_mixture is None:
-        raise ConfigError("mixing several datasets needs alignment.data.load_mixture")
+        raise ConfigError("no dataset given: pass --dataset PATH (preference pairs or ranked "
+                          "completions in any format `align data inspect` reads)")
+    if len(specs) == 1 and parse_mixture_spec(specs[0])[1] is None:
+        dataset = load_preferences(specs[0], seed=seed)
     else:
-        mix = [f"{s}:{w}" for s, w in zip(specs, weights)] if weights else list(specs)
-        dataset = load_mixture(mix, "preference", seed)
+        dataset = load_mixture(list(specs), "preference", seed)
     check_pairs(dataset, ", ".join(specs))
     return dataset
-
-
-def _read_trl_pairs(path: str):
-    """Reader of TRL-format JSONL, used only while ``alignment.data`` is unavailable."""
-    import datasets
-
-    rows = []
-    p = Path(path)
-    if not p.exists():
-        raise DataError(p, "file not found")
-    for n, line in enumerate(p.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(p, f"not valid JSON ({e.msg})", row=n) from None
-        for key in ("prompt", "chosen", "rejected"):
-            if key not in row:
-                raise DataError(p, "field is missing; expected TRL preference pairs "
-                                   "{prompt, chosen, rejected}", row=n, field=key)
-            if not row[key]:
-                raise DataError(p, "is empty", row=n, field=key)
-        rows.append(row)
-    if not rows:
-        raise DataError(p, "no rows")
-    return datasets.Dataset.from_list(rows)
 
 
 def check_pairs(dataset, where: str) -> None:

@@ -32,10 +32,9 @@ class ScriptArguments:
     """Data and model for a preference-tuning run; training settings live in DPOConfig."""
 
     dataset: list[str] = field(default_factory=list, metadata={
-        "help": "Preference file(s) or saved dataset folder(s), in any format alignment.data "
-                "reads. Several are mixed, by --dataset_weights if given."})
-    dataset_weights: list[float] | None = field(default=None, metadata={
-        "help": "One mixture weight per --dataset (default: concatenate them whole)."})
+        "help": "Preference pairs or ranked completions, in any format `align data` reads "
+                "(file or saved dataset folder). Several are mixed; PATH@0.5 takes half of "
+                "a dataset's rows, PATH@500 takes 500."})
     model: str | None = field(default=None, metadata={
         "help": "Policy to train: a bundled model (smollm2), a local folder or a hub id. "
                 "Default: smollm2."})
@@ -63,12 +62,16 @@ def _defaults(values) -> training.Defaults:
     return d
 
 
-def main(argv: list[str]) -> int:
+def parse_args(argv: list[str]) -> tuple[tuple, training.Defaults]:
+    """(ScriptArguments, DPOConfig, ModelConfig) and the working defaults applied."""
     from trl import DPOConfig, ModelConfig
 
+    return training.parse_recipe_args((ScriptArguments, DPOConfig, ModelConfig), argv, _defaults)
+
+
+def main(argv: list[str]) -> int:
     try:
-        (script, config, model_args), chosen = training.parse_recipe_args(
-            (ScriptArguments, DPOConfig, ModelConfig), argv, _defaults)
+        (script, config, model_args), chosen = parse_args(argv)
     except SystemExit as e:  # --help, or argparse rejecting a flag
         return int(e.code or 0)
     training.print_defaults("align dpo", chosen)
@@ -84,7 +87,7 @@ def main(argv: list[str]) -> int:
     model_path = training.resolve_model_spec(script.model, model_args)
 
     # --- Data -------------------------------------------------------------------------
-    pairs = training.load_pairs(script.dataset, script.dataset_weights, config.seed)
+    pairs = training.load_pairs(script.dataset, config.seed)
     if script.eval_dataset:
         train_pairs, eval_pairs = pairs, training.load_pairs([script.eval_dataset])
     else:

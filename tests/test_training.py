@@ -1,0 +1,168 @@
+"""Shared training helpers: configuration layering, shipped recipes, chat-template handling."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+from alignment import training
+from alignment.errors import ConfigError
+
+RECIPES = sorted((Path(__file__).parents[1] / "alignment" / "recipes").glob("*.yaml"))
+
+
+def _dpo_args(argv):
+    from alignment.recipes import dpo
+
+    return dpo.parse_args(argv)
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[p.name for p in RECIPES])
+def test_every_shipped_recipe_loads_into_its_dataclasses(recipe):
+    # dpo_cpu.yaml belongs to alignment/recipes/dpo.py, sft_*.yaml to sft.py, ...
+    module = importlib.import_module(f"alignment.recipes.{recipe.stem.split('_')[0]}")
+    parsed, _ = module.parse_args(["--config", str(recipe), "--dataset", "pairs.jsonl"])
+    import yaml
+
+    values = yaml.safe_load(recipe.read_text())
+    fields = {}
+    for obj in parsed:
+        fields.update(vars(obj))
+    for key, value in values.items():
+        got = fields[key]
+        got = getattr(got, "value", got)  # enums such as eval_strategy
+        if key == "report_to" and value == "none":
+            assert got in ([], "none", ["none"])
+        elif key == "loss_type":
+            assert got == [value]
+        else:
+            assert got == value, key
+
+
+def test_precedence_defaults_yaml_command_line(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("beta: 0.3\nlearning_rate: 1.0e-4\nlogging_steps: 2\n")
+    (script, config, model_args), chosen = _dpo_args(
+        ["--config", str(recipe), "--dataset", "a.jsonl", "--beta", "0.5"])
+    assert config.beta == 0.5                   # command line beats YAML
+    assert config.learning_rate == 1e-4         # YAML beats align's default
+    assert config.logging_steps == 2
+    assert "learning_rate" not in chosen and "beta" not in chosen
+    assert model_args.use_peft is True and chosen["use_peft"][0] is True  # align default
+    assert config.gradient_checkpointing is False
+    assert script.dataset == ["a.jsonl"]
+
+
+def test_user_settings_beat_working_defaults():
+    (_, config, model_args), chosen = _dpo_args(
+        ["--dataset", "a.jsonl", "--use_peft", "false", "--gradient_checkpointing", "true"])
+    assert model_args.use_peft is False and config.gradient_checkpointing is True
+    assert "use_peft" not in chosen and "gradient_checkpointing" not in chosen
+
+
+def test_cpu_default_precision_follows_the_cpu():
+    (_, config, _), chosen = _dpo_args(["--dataset", "a.jsonl"])
+    if training.has_accelerator():
+        pytest.skip("CPU defaults only apply without an accelerator")
+    assert config.bf16 is training.cpu_has_fast_bf16()
+    assert "bf16" in chosen
+
+
+def test_unknown_yaml_key_is_an_error(tmp_path):
+    recipe = tmp_path / "typo.yaml"
+    recipe.write_text("beta: 0.1\ndataset_mixer: [a.jsonl]\n")
+    with pytest.raises(ConfigError, match=r"typo.yaml: unknown key\(s\) dataset_mixer"):
+        _dpo_args(["--config", str(recipe)])
+
+
+def test_unknown_flag_is_an_error():
+    with pytest.raises(ConfigError, match="--not_a_flag"):
+        _dpo_args(["--dataset", "a.jsonl", "--not_a_flag", "1"])
+
+
+def _trl_tokenized(model_dir: Path, rows: list[dict], tokenizer=None, wrap: bool = True):
+    """The token columns TRL's DPOTrainer builds for ``rows`` after our normalisation."""
+    import datasets
+    from transformers import AutoModelForCausalLM
+    from trl import DPOConfig, DPOTrainer
+
+    tokenizer = tokenizer or training.load_tokenizer(str(model_dir))
+    pairs = training.chat_format_pairs(datasets.Dataset.from_list(rows), tokenizer, wrap)
+    args = DPOConfig(output_dir=str(model_dir.parent / "out"), report_to="none", bf16=False,
+                     gradient_checkpointing=False, max_length=None)
+    trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir), args=args,
+                         train_dataset=pairs, processing_class=tokenizer)
+    return trainer.train_dataset, tokenizer
+
+
+def _assert_one_bos_one_eos(dataset, tok):
+    for row in dataset:
+        prompt = row["prompt_ids"]
+        assert not (prompt[:2] == [tok.bos_token_id] * 2), tok.decode(prompt)
+        for key in ("chosen_ids", "rejected_ids"):
+            ids = row[key]
+            assert ids.count(tok.eos_token_id) == 1, tok.decode(ids)
+            tail = ids[ids.index(tok.eos_token_id) + 1:]
+            assert tok.decode(tail).strip() == "", tok.decode(ids)
+
+
+PLAIN = [{"prompt": "What is the capital of France?", "chosen": "Paris.", "rejected": "hola"}] * 2
+CONVERSATIONAL = [{"prompt": [{"role": "user", "content": "What is the capital of France?"}],
+                   "chosen": [{"role": "assistant", "content": "Paris."}],
+                   "rejected": [{"role": "assistant", "content": "hola"}]}] * 2
+
+
+@pytest.mark.parametrize("rows", [PLAIN, CONVERSATIONAL], ids=["plain", "conversational"])
+@pytest.mark.parametrize("fixture", ["tiny_model", "tiny_bos_model"])
+def test_chat_template_applied_once(request, fixture, rows):
+    model_dir = request.getfixturevalue(fixture)
+    dataset, tok = _trl_tokenized(model_dir, rows)
+    _assert_one_bos_one_eos(dataset, tok)
+    first = dataset[0]
+    text = tok.decode(first["prompt_ids"] + first["chosen_ids"])
+    assert "What is the capital of France?" in text and "Paris." in text
+    if fixture == "tiny_bos_model":  # the template itself opens with BOS: exactly once
+        assert first["prompt_ids"][0] == tok.bos_token_id
+        assert first["prompt_ids"].count(tok.bos_token_id) == 1
+
+
+def test_plain_text_is_wrapped_in_the_chat_format(tiny_model):
+    dataset, tok = _trl_tokenized(tiny_model, PLAIN)
+    assert tok.decode(dataset[0]["prompt_ids"]).endswith("<|im_start|>assistant\n")
+
+
+def test_pretemplated_text_with_a_bos_adding_tokenizer(tiny_bos_model):
+    # A Llama-style tokenizer that prepends BOS itself, fed text that already has one,
+    # and completions that already end with EOS: neither may appear twice.
+    from tokenizers.processors import TemplateProcessing
+
+    tok = training.load_tokenizer(str(tiny_bos_model))
+    tok._tokenizer.post_processor = TemplateProcessing(
+        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", tok.bos_token_id)])
+    assert tok("hi")["input_ids"][0] == tok.bos_token_id
+    rows = [{"prompt": "<s>[INST] What is the capital of France? [/INST]",
+             "chosen": " Paris.</s>", "rejected": " hola</s>\n"}] * 2
+    dataset, tok = _trl_tokenized(tiny_bos_model, rows, tokenizer=tok)
+    _assert_one_bos_one_eos(dataset, tok)
+    assert dataset[0]["prompt_ids"].count(tok.bos_token_id) == 1
+
+
+def test_pairs_missing_a_column_are_refused():
+    import datasets
+
+    from alignment.errors import DataError
+
+    ds = datasets.Dataset.from_list([{"prompt": "hi", "chosen": "a"}])
+    with pytest.raises(DataError, match="rejected"):
+        training.check_pairs(ds, "mem")
+
+
+def test_split_eval_holds_out_at_least_one():
+    import datasets
+
+    ds = datasets.Dataset.from_list(PLAIN * 5)
+    train, held = training.split_eval(ds, 0.05, seed=0)
+    assert len(held) == 1 and len(train) == 9
+    assert training.split_eval(ds, 0, seed=0) == (ds, None)
