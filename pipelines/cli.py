@@ -1,0 +1,41 @@
+"""`align generate <pipeline> [options]`: run one of the pipelines.
+
+The list is literal: adding a pipeline is one line here, and its module exposes
+``main(argv: list[str]) -> int`` (usually also runnable as ``python pipelines/<name>.py``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> (module, one-line help)
+PIPELINES: dict[str, tuple[str, str]] = {
+    "preference": ("pipelines.preference",
+                   "seed instructions -> N teacher responses -> rating judge -> ranked data"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, PIPELINES))
+    lines = ["usage: align generate <pipeline> [options]", "", "pipelines:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in PIPELINES.items()]
+    lines += ["", "Run `align generate <pipeline> --help` for a pipeline's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in PIPELINES:
+        print(f"align generate: unknown pipeline '{name}'\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(PIPELINES[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""Preference data from seeds: instructions -> N teacher responses -> rating judge -> ranked rows.
+
+    seeds (jsonl/txt) ──► [SelfInstruct ► CleanInstructions]  (optional, --self-instruct)
+                     ──► TextGeneration × num_responses (teacher, temperature > 0)
+                     ──► RatingJudgeStep (rating-digit probabilities)
+                     ──► ranked dataset (docs/schemas.md) + card [+ TRL pairs]
+
+Run it as ``align generate preference -o data/ranked.jsonl`` or
+``python pipelines/preference.py --help``; ``run_preference_pipeline`` is the same from
+Python. The teacher is the bundled SmolLM2 in-process (batched) unless ``--base-url``
+names an OpenAI-compatible server. distilabel caches each step under
+``$ALIGN_HOME/pipelines``, so re-running the same command resumes instead of restarting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `pipelines` and `alignment` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipelines.common import DEFAULT_SEEDS
+
+
+def _opt(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class PreferenceConfig:
+    """Every option of the pipeline, documented once; the CLI is generated from it."""
+
+    output: str = _opt("data/preference.jsonl", "ranked dataset to write (.jsonl, .parquet "
+                       "or a folder)", flag="-o")
+    seeds: str = _opt(str(DEFAULT_SEEDS), "seed instructions: .jsonl/.parquet rows with an "
+                      "`instruction` field, or .txt with one per line")
+    num_instructions: int = _opt(16, "instructions to answer (sampled from the seeds, or "
+                                 "the cap on generated ones with --self-instruct)")
+    self_instruct: bool = _opt(False, "have the teacher write new instructions from the "
+                               "seeds (distilabel SelfInstruct) instead of using the seeds")
+    instructions_per_seed: int = _opt(4, "instructions SelfInstruct asks for per seed")
+    teacher: str = _opt("smollm2", "teacher: bundled name, model folder or hub id; with "
+                        "--base-url, the model name the server serves")
+    base_url: str | None = _opt(None, "OpenAI-compatible endpoint (vLLM, TGI, llama.cpp, "
+                                "OpenAI) for the teacher")
+    api_key_env: str = _opt("OPENAI_API_KEY", "environment variable holding the API key")
+    num_responses: int = _opt(4, "candidate responses per instruction")
+    max_new_tokens: int = _opt(96, "cap on tokens per response")
+    temperature: float = _opt(0.8, "sampling temperature of the responses")
+    top_p: float = _opt(0.95, "nucleus sampling threshold")
+    system_prompt: str | None = _opt(None, "system prompt for the teacher's responses")
+    batch_size: int = _opt(8, "prompts per generate call of the in-process teacher")
+    judge: str = _opt("smollm2", "judge model: bundled name, model folder or hub id")
+    aspects: list[str] = _opt(("overall",), "judge rubric aspects (overall, or "
+                              "instruction_following truthfulness honesty helpfulness)",
+                              nargs="+")
+    scale: tuple[int, int] = _opt((1, 5), "lowest and highest rating", nargs=2)
+    judge_batch_size: int = _opt(8, "(prompt, response) pairs per judge forward pass")
+    min_digit_mass: float = _opt(0.0, "withhold verdicts whose rating digits got less "
+                                 "probability than this")
+    seed: int = _opt(0, "seed for sampling seeds and responses")
+    pairs: str | None = _opt(None, "also write TRL preference pairs here")
+    pair_strategy: str = _opt("best-worst", "pairing: best-worst, best-random or all")
+    use_cache: bool = _opt(True, "resume from distilabel's cache of an identical run")
+
+
+def select_seeds(cfg: PreferenceConfig) -> list[str]:
+    from pipelines.common import load_seeds
+
+    seeds = load_seeds(cfg.seeds)
+    if cfg.self_instruct or cfg.num_instructions >= len(seeds):
+        return seeds
+    return random.Random(cfg.seed).sample(seeds, cfg.num_instructions)
+
+
+def build_pipeline(cfg: PreferenceConfig, seeds: list[str]):
+    """The distilabel DAG; each step loads its own model in its own process."""
+    from distilabel.pipeline import Pipeline
+    from distilabel.steps import LoadDataFromDicts
+    from distilabel.steps.tasks import SelfInstruct, TextGeneration
+
+    from pipelines.common import CleanInstructions, RatingJudgeStep, pipeline_cache_dir
+    from pipelines.llms import make_llm
+
+    def teacher(**gen):
+        return make_llm(cfg.teacher, cfg.base_url, cfg.api_key_env,
+                        batch_size=cfg.batch_size, seed=cfg.seed, **gen)
+
+    with Pipeline(name="align-preference", cache_dir=pipeline_cache_dir(),
+                  description="seed instructions -> teacher responses -> rating judge") as p:
+        if cfg.self_instruct:
+            load = LoadDataFromDicts(name="load_seeds", data=[{"input": s} for s in seeds])
+            instruct = SelfInstruct(
+                name="self_instruct", num_instructions=cfg.instructions_per_seed,
+                llm=teacher(max_new_tokens=160, temperature=0.7, top_p=cfg.top_p),
+                input_batch_size=max(cfg.batch_size, 8))
+            clean = CleanInstructions(name="clean_instructions",
+                                      max_instructions=cfg.num_instructions)
+            head = load >> instruct >> clean
+        else:
+            head = LoadDataFromDicts(name="load_seeds",
+                                     data=[{"instruction": s} for s in seeds])
+        respond = TextGeneration(
+            name="responses", num_generations=cfg.num_responses, group_generations=True,
+            output_mappings={"generation": "generations"},  # grouped: one list per row
+            system_prompt=cfg.system_prompt, input_batch_size=max(cfg.batch_size, 8),
+            llm=teacher(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                        top_p=cfg.top_p))
+        judge = RatingJudgeStep(
+            name="judge", judge_model=cfg.judge, aspects=list(cfg.aspects),
+            scale=tuple(cfg.scale), judge_batch_size=cfg.judge_batch_size,
+            min_digit_mass=cfg.min_digit_mass, input_batch_size=max(cfg.batch_size, 8))
+        head >> respond >> judge
+    return p
+
+
+def to_ranked(rows: list[dict], counts: dict) -> list[dict]:
+    """distilabel rows -> ranked rows (docs/schemas.md); failed generations are dropped."""
+    from alignment.data import prompt_id
+
+    out = []
+    for row in rows:
+        keep = [i for i, g in enumerate(row["generations"]) if g is not None]
+        counts["teacher_failures"] += len(row["generations"]) - len(keep)
+        if len(keep) < 2:
+            counts["rows_dropped_under_2_responses"] += 1
+            continue
+        ranked = {
+            "id": prompt_id(row["instruction"]), "prompt": row["instruction"],
+            "responses": [row["generations"][i] for i in keep],
+            "models": [row["model_name"]] * len(keep),
+            "scores": [row["scores"][i] for i in keep],
+            "judge": row["judge"], "judge_raw": [row["judge_raw"][i] for i in keep],
+            "source": "align generate preference",
+        }
+        if row.get("ratings") is not None:
+            ranked["ratings"] = [row["ratings"][i] for i in keep]
+        counts["responses"] += len(keep)
+        counts["judge_failures"] += sum(s is None for s in ranked["scores"])
+        masses = [row["judge_digit_mass"][i] for i in keep]
+        counts["low_digit_mass_under_0.5"] += sum(m < 0.5 for m in masses)
+        counts["_mass_sum"] += sum(masses)
+        out.append(ranked)
+    return out
+
+
+def card_info(cfg: PreferenceConfig, seeds: list[str], counts: dict, seconds: float) -> dict:
+    from importlib.metadata import version
+
+    from alignment.judges import DEFAULT_PREFIX, PROMPT_TEMPLATE, RUBRICS
+
+    templates = {"responses": "{{ instruction }} (distilabel TextGeneration, chat template "
+                              "of the teacher)", "judge": PROMPT_TEMPLATE,
+                 "judge_prefix": DEFAULT_PREFIX,
+                 "judge_rubrics": {a: RUBRICS.get(a, a) for a in cfg.aspects}}
+    if cfg.self_instruct:
+        templates["self_instruct"] = "distilabel SelfInstruct (self-instruct.jinja2)"
+    return {
+        "rows": counts["rows"],
+        "teacher": {"model": cfg.teacher, "base_url": cfg.base_url,
+                    "generation": {"num_responses": cfg.num_responses,
+                                   "max_new_tokens": cfg.max_new_tokens,
+                                   "temperature": cfg.temperature, "top_p": cfg.top_p,
+                                   "system_prompt": cfg.system_prompt, "seed": cfg.seed}},
+        "judge": {"model": cfg.judge, "method": "expected rating from next-token "
+                  "probabilities of the rating digits", "aspects": list(cfg.aspects),
+                  "scale": list(cfg.scale), "min_digit_mass": cfg.min_digit_mass},
+        "prompt_templates": templates,
+        "seeds": {"file": cfg.seeds, "used": len(seeds), "self_instruct": cfg.self_instruct},
+        "counts": counts,
+        "config": asdict(cfg),
+        "software": {"distilabel": version("distilabel"), "align": version("align")},
+        "seconds": round(seconds, 1),
+    }
+
+
+def run_preference_pipeline(output: str | Path | None = None, **options) -> Path:
+    """Run the pipeline and write the ranked dataset (and card, and optionally pairs).
+
+    ``options`` are ``PreferenceConfig`` fields; returns the path of the ranked dataset.
+    """
+    from alignment.data import ranked_to_pairs, validate_rows, write_card, write_rows
+    from alignment.errors import ConfigError
+
+    known = {f.name for f in fields(PreferenceConfig)}
+    if unknown := sorted(set(options) - known):
+        raise ConfigError(f"unknown preference pipeline option(s) {unknown}; "
+                          f"known: {sorted(known)}")
+    cfg = PreferenceConfig(**options, **({"output": str(output)} if output else {}))
+    if cfg.num_responses < 2:
+        raise ConfigError("--num-responses must be at least 2 to rank responses")
+    start = time.time()
+    seeds = select_seeds(cfg)
+    distiset = build_pipeline(cfg, seeds).run(use_cache=cfg.use_cache)
+    rows = list(distiset["default"]["train"])
+    counts = {"instructions": len(rows), "responses": 0, "teacher_failures": 0,
+              "judge_failures": 0, "low_digit_mass_under_0.5": 0,
+              "rows_dropped_under_2_responses": 0, "_mass_sum": 0.0}
+    ranked = validate_rows(to_ranked(rows, counts), "ranked", cfg.output)
+    mass = counts.pop("_mass_sum")
+    counts["mean_digit_mass"] = round(mass / counts["responses"], 4) if counts["responses"] else None
+    counts["rows"] = len(ranked)
+    path = write_rows(ranked, cfg.output)
+    write_card(path, "align preference dataset", card_info(cfg, seeds, counts, time.time() - start))
+    if cfg.pairs:
+        pairs, pair_counts = ranked_to_pairs(ranked, cfg.pair_strategy, seed=cfg.seed)
+        write_rows(pairs, cfg.pairs)
+        write_card(cfg.pairs, "align preference pairs", {
+            "rows": len(pairs), "source": str(path), "strategy": cfg.pair_strategy,
+            "counts": pair_counts, "judge": cfg.judge, "teacher": cfg.teacher})
+    print(f"wrote {len(ranked)} ranked rows to {path} ({counts['judge_failures']} judge "
+          f"failures, mean digit mass {counts['mean_digit_mass']})")
+    return path
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="align generate preference", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in fields(PreferenceConfig):
+        flags = [f"--{f.name.replace('_', '-')}"] + ([f.metadata["flag"]]
+                                                     if "flag" in f.metadata else [])
+        kw = {"default": f.default, "help": f.metadata["help"] + " (default: %(default)s)"}
+        if f.type == "bool":
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["type"] = {"int": int, "float": float}.get(f.type, None) or (
+                int if f.name == "scale" else str)
+            if "nargs" in f.metadata:
+                kw["nargs"] = f.metadata["nargs"]
+        ap.add_argument(*flags, **kw)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = vars(parser().parse_args(argv))
+    run_preference_pipeline(**args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
