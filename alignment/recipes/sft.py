@@ -1,0 +1,219 @@
+"""align sft: supervised fine-tuning of a chat model on conversations.
+
+    align sft --dataset chats.jsonl [--model smollm2] [--output_dir runs/sft]
+              [--config recipe.yaml] [any SFTConfig / ModelConfig flag]
+
+Any dataset `align data` can turn into ``{"messages": [...]}`` rows trains here: OpenAI
+messages, ShareGPT, Alpaca, Dolly, OpenOrca, TRL prompt/completion, and preference or
+ranked data (the chosen / best response). Several ``--dataset`` are mixed; ``PATH@0.5``
+takes half of a dataset's rows, ``PATH@500`` takes 500.
+
+Configuration: ``ScriptArguments`` below, ``trl.SFTConfig`` and ``trl.ModelConfig``.
+Precedence: dataclass defaults < align's working defaults (printed at start) < YAML
+``--config`` < command line. Unknown YAML keys are an error.
+
+Loss: by default only the assistant's tokens are trained (``--completion_only``). Where
+the chat template marks assistant turns (``{% generation %}``, or TRL ships a marked copy
+of it) every assistant turn is trained via TRL's ``assistant_only_loss``; otherwise each
+conversation is split into a prompt (every turn before the last reply) and a completion
+(the last reply), and TRL's ``completion_only_loss`` trains the reply. The chat template
+is applied exactly once, by TRL, with ``add_special_tokens=False``: no doubled BOS/EOS.
+
+Writes to the output dir: the adapter (or full model) and tokenizer, ``metrics.json``,
+a model card ``README.md`` and ``training_curves.png``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alignment import training
+from alignment.errors import ConfigError, DataError
+
+
+@dataclass
+class ScriptArguments:
+    """Data and model for an SFT run; training settings live in SFTConfig."""
+
+    dataset: list[str] = field(default_factory=list, metadata={
+        "help": "Conversations (or anything `align data` converts to them), file or saved "
+                "dataset folder. Several are mixed; PATH@0.5 takes half of a dataset's rows, "
+                "PATH@500 takes 500."})
+    model: str | None = field(default=None, metadata={
+        "help": "Model to fine-tune: a bundled model (smollm2), a local folder or a hub id. "
+                "Default: smollm2."})
+    eval_dataset: str | None = field(default=None, metadata={
+        "help": "Held-out conversations. Without it --eval_split of the training rows is "
+                "held out."})
+    eval_split: float = field(default=0.1, metadata={
+        "help": "Fraction of the rows held out for evaluation when no --eval_dataset is "
+                "given; 0 trains on everything."})
+    max_train_samples: int | None = field(default=None, metadata={
+        "help": "Train on at most this many conversations (after the held-out split)."})
+    max_eval_samples: int | None = field(default=None, metadata={
+        "help": "Evaluate on at most this many conversations."})
+    completion_only: bool = field(default=True, metadata={
+        "help": "Train only on the assistant's tokens (see the module help for how); false "
+                "trains on every token of the templated conversation."})
+
+
+def _defaults(values) -> training.Defaults:
+    name = Path(values.model or values.model_name_or_path or "smollm2").name
+    has_eval = bool(values.eval_dataset) or values.eval_split > 0
+    d = training.lora_cpu_defaults(f"runs/sft-{name}", learning_rate=2e-4, has_eval=has_eval)
+    d["max_length"] = (512, "tokens per conversation; longer ones are truncated")
+    d["num_train_epochs"] = (1, "")
+    return d
+
+
+def parse_args(argv: list[str]) -> tuple[tuple, training.Defaults]:
+    """(ScriptArguments, SFTConfig, ModelConfig) and the working defaults applied."""
+    from trl import ModelConfig, SFTConfig
+
+    return training.parse_recipe_args((ScriptArguments, SFTConfig, ModelConfig), argv, _defaults)
+
+
+def load_conversations(specs: list[str], seed: int):
+    """``messages`` rows from one dataset or a ``PATH[@WEIGHT]`` mixture."""
+    from alignment.data import load_mixture, load_sft, parse_mixture_spec
+
+    if not specs:
+        raise ConfigError("no dataset given: pass --dataset PATH (conversations, or any "
+                          "format `align data inspect` reads)")
+    if len(specs) == 1 and parse_mixture_spec(specs[0])[1] is None:
+        return load_sft(specs[0])
+    return load_mixture(list(specs), "sft", seed)
+
+
+def marks_assistant_turns(tokenizer) -> bool:
+    """True when TRL can mask assistant turns with this template (as is, or patched)."""
+    from trl.chat_template_utils import get_training_chat_template
+
+    try:
+        get_training_chat_template(tokenizer)
+    except ValueError:  # TRL knows no marked copy of this template
+        return False
+    return True
+
+
+def split_last_reply(dataset, where: str):
+    """``messages`` -> conversational ``prompt`` (every turn before the last reply) and
+    ``completion`` (the last reply), so TRL's completion mask covers just the reply."""
+    for i, row in enumerate(dataset, start=1):
+        msgs = row["messages"]
+        if msgs[-1]["role"] != "assistant" or len(msgs) < 2:
+            raise DataError(where, "a conversation must end with an assistant reply to be "
+                                   "trained on; drop the trailing turns or the row", row=i,
+                            field="messages")
+    return dataset.map(lambda row: {"prompt": row["messages"][:-1],
+                                    "completion": row["messages"][-1:]},
+                       remove_columns=["messages"], desc="Splitting off the last reply")
+
+
+def main(argv: list[str]) -> int:
+    try:
+        (script, config, model_args), chosen = parse_args(argv)
+    except SystemExit as e:  # --help, or argparse rejecting a flag
+        return int(e.code or 0)
+    training.print_defaults("align sft", chosen)
+
+    # --- Refuse what cannot work, before loading any weights --------------------------
+    training.check_before_loading(model_args, config)
+    if config.assistant_only_loss and not script.completion_only:
+        raise ConfigError("--assistant_only_loss true contradicts --completion_only false; "
+                          "drop one of them")
+    if config.eval_strategy != "no" and not script.eval_dataset and script.eval_split <= 0:
+        raise ConfigError("--eval_strategy is on but there is nothing to evaluate on; give "
+                          "--eval_dataset or --eval_split > 0, or set --eval_strategy no")
+    model_path = training.resolve_model_spec(script.model, model_args)
+
+    # --- Data -------------------------------------------------------------------------
+    where = ", ".join(script.dataset)
+    rows = load_conversations(script.dataset, config.seed)
+    if script.eval_dataset:
+        train_rows, eval_rows = rows, load_conversations([script.eval_dataset], config.seed)
+    else:
+        train_rows, eval_rows = training.split_eval(rows, script.eval_split, config.seed)
+    train_rows = training.take(train_rows, script.max_train_samples)
+    eval_rows = training.take(eval_rows, script.max_eval_samples)
+
+    tokenizer = training.load_tokenizer(model_path)
+    if config.chat_template_path and config.chat_template_path.endswith((".jinja", ".j2")):
+        tokenizer.chat_template = Path(config.chat_template_path).read_text()
+    if not tokenizer.chat_template and not config.chat_template_path:
+        raise ConfigError(f"{model_path}: the tokenizer has no chat template to render "
+                          "conversations with; pass --chat_template_path template.jinja")
+    if script.completion_only and not config.assistant_only_loss and marks_assistant_turns(tokenizer):
+        config.assistant_only_loss = True
+    if config.assistant_only_loss and not marks_assistant_turns(tokenizer):
+        raise ConfigError("--assistant_only_loss needs a chat template with {% generation %} "
+                          "markers, and TRL has no marked copy of this one; drop the flag "
+                          "(--completion_only trains the last reply instead)")
+    if script.completion_only and not config.assistant_only_loss:
+        train_rows = split_last_reply(train_rows, where)
+        if eval_rows is not None:
+            eval_rows = split_last_reply(eval_rows, script.eval_dataset or where)
+        config.completion_only_loss = True
+        loss_on = "the last assistant reply of each conversation (prompt/completion split)"
+    elif config.assistant_only_loss:
+        loss_on = "every assistant turn (assistant_only_loss)"
+    else:
+        config.completion_only_loss = False
+        loss_on = "every token"
+    print(f"align sft: {len(train_rows)} training conversations"
+          + (f", {len(eval_rows)} held out" if eval_rows is not None else "")
+          + f"; loss on {loss_on} ({training.environment_note()})")
+
+    # --- Model and trainer --------------------------------------------------------------
+    from trl import SFTTrainer, get_peft_config
+
+    model = training.load_causal_lm(model_path, model_args)
+    trainer = SFTTrainer(model=model, args=config, train_dataset=train_rows,
+                         eval_dataset=eval_rows, processing_class=tokenizer,
+                         peft_config=get_peft_config(model_args))
+    if model_args.use_peft:
+        trainer.model.print_trainable_parameters()
+
+    # --- Train ----------------------------------------------------------------------------
+    result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    eval_metrics = trainer.evaluate() if eval_rows is not None else None
+
+    # --- Save -------------------------------------------------------------------------
+    out = Path(config.output_dir)
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(out)
+    trainer.save_state()
+    metrics = training.final_metrics(trainer.state.log_history, result, eval_metrics)
+    metrics.update(train_conversations=len(train_rows), loss_on=loss_on,
+                   eval_conversations=len(eval_rows) if eval_rows is not None else 0)
+    metrics_path = training.write_metrics(
+        out, metrics, training.resolved_config(script, model_args, config))
+    datasets = {where: len(train_rows)}
+    if eval_rows is not None:
+        datasets[script.eval_dataset or "held out from the above"] = len(eval_rows)
+    card = training.write_model_card(
+        out, method="sft", base_model=script.model or model_path, datasets=datasets,
+        adapter=model_args.use_peft, metrics=metrics, hyperparameters={
+            "loss_on": loss_on, "learning_rate": config.learning_rate,
+            "epochs": config.num_train_epochs, "max_steps": config.max_steps,
+            "steps": result.global_step, "batch_size": config.per_device_train_batch_size,
+            "gradient_accumulation_steps": config.gradient_accumulation_steps,
+            "max_length": config.max_length, "packing": config.packing, "bf16": config.bf16,
+            "seed": config.seed,
+            **({"lora_r": model_args.lora_r, "lora_alpha": model_args.lora_alpha,
+                "lora_target_modules": model_args.lora_target_modules}
+               if model_args.use_peft else {})})
+    # the shared card counts "pairs"; an SFT run counts conversations
+    card.write_text(card.read_text().replace("| dataset | pairs |", "| dataset | conversations |"))
+
+    from alignment.report import render_run
+
+    curves = render_run(out)
+    print(f"\nalign sft: {result.global_step} steps in {metrics['train_runtime_s']:.0f} s "
+          f"({metrics['seconds_per_step']:.2f} s/step)")
+    print(f"  {'adapter' if model_args.use_peft else 'model'} + tokenizer: {out}")
+    print(f"  metrics:     {metrics_path}")
+    print(f"  model card:  {card}")
+    print(f"  curves:      {curves}")
+    return 0
