@@ -458,3 +458,66 @@ def environment_note() -> str:
     threads = torch.get_num_threads()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return f"device={device} torch_threads={threads} cpus={os.cpu_count()}"
+
+
+# ---------------------------------------------------------------------------------------
+# Prompts for online RL (align rloo / grpo)
+
+
+def load_prompts(specs: Sequence[str], seed: int = 0):
+    """A ``prompt`` column of conversations ending with a user turn, from any dataset.
+
+    Each spec is ``PATH[@WEIGHT]`` (as for :func:`alignment.data.load_mixture`). A file of
+    bare prompts (rows holding only ``prompt``, plus ``id``/``source``) is read as is;
+    anything else goes through the data layer to conversations (preference, ranked, KTO
+    and SFT formats all convert) and keeps every turn before the last assistant reply.
+    Duplicate prompts (pairs share them) are kept once.
+    """
+    import random
+
+    import datasets
+
+    from alignment.data import convert, parse_mixture_spec, prompt_id, read_rows
+
+    if not specs:
+        raise ConfigError("no dataset given: pass --dataset PATH (prompts, preference pairs, "
+                          "conversations or any format `align data inspect` reads)")
+    rng = random.Random(seed)
+    prompts: dict[str, list[dict]] = {}
+    for spec in specs:
+        path, weight = parse_mixture_spec(spec)
+        rows = read_rows(path)
+        if not rows:
+            raise DataError(path, "no rows")
+        if set(rows[0]) <= {"prompt", "id", "source"}:
+            found = []
+            for i, row in enumerate(rows, start=1):
+                p = row.get("prompt")
+                if isinstance(p, str) and p.strip():
+                    found.append([{"role": "user", "content": p}])
+                elif isinstance(p, list) and p and p[-1].get("role") == "user":
+                    found.append(p)
+                else:
+                    raise DataError(path, "expected a non-empty text or a conversation ending "
+                                          "with a user turn", row=i, field="prompt")
+        else:
+            found = []
+            for row in convert(rows, "sft", path=path, seed=seed):
+                msgs = row["messages"]
+                last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"),
+                           default=len(msgs))
+                if last > 0 and msgs[last - 1]["role"] == "user":
+                    found.append(msgs[:last])
+        if weight is not None:
+            n = round(weight * len(found)) if weight <= 1 else int(weight)
+            if n > len(found):
+                raise DataError(path, f"asked for {n} prompts (`@{weight:g}`) but the dataset "
+                                      f"has {len(found)}")
+            found = rng.sample(found, n)
+        for p in found:
+            prompts.setdefault(prompt_id(p), p)
+    if not prompts:
+        raise DataError(", ".join(specs), "no prompt ending with a user turn was found")
+    rows = list(prompts.values())
+    rng.shuffle(rows)
+    return datasets.Dataset.from_dict({"prompt": rows})
