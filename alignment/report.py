@@ -22,6 +22,8 @@ PANELS: tuple[tuple[str, str], ...] = (
     ("rewards/accuracies", "preference accuracy"),
     ("mean_token_accuracy", "token accuracy"),
     ("accuracy", "accuracy"),
+    ("reward", "mean reward (reward model)"),
+    ("kl", "KL(policy || reference)"),
 )
 
 

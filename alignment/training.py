@@ -377,7 +377,8 @@ def _jsonable(value: Any) -> Any:
 
 # the figures a model card shows; metrics.json keeps all of them
 CARD_FIGURES = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins",
-                "rewards/accuracies", "mean_token_accuracy", "accuracy")
+                "rewards/accuracies", "mean_token_accuracy", "accuracy",
+                "margin", "reward", "reward_std", "kl")
 
 
 def write_model_card(output_dir: str | Path, *, method: str, base_model: str,
