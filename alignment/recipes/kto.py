@@ -1,0 +1,201 @@
+"""align kto: Kahneman-Tversky optimisation on unpaired good and bad completions.
+
+    align kto --dataset feedback.jsonl [--model smollm2] [--output_dir runs/kto]
+              [--config recipe.yaml] [any KTOConfig / ModelConfig flag]
+
+KTO needs only a thumbs-up or thumbs-down per completion (``{"prompt", "completion",
+"label"}``), not a pair. Preference pairs and ranked data are converted by the data layer:
+each pair gives its chosen answer as desirable and its rejected one as undesirable. Several
+``--dataset`` are mixed (``PATH@0.5``, ``PATH@500``). ``--desirable_weight`` /
+``--undesirable_weight`` rebalance a dataset with more of one label than the other.
+
+TRL's ``KTOTrainer`` is in the stable API in TRL 1.16 (``trl.KTOTrainer``; the old
+``trl.experimental.kto`` path is deprecated). With LoRA the reference model is the base
+with its adapters switched off.
+
+Configuration: ``ScriptArguments`` below, ``trl.KTOConfig`` and ``trl.ModelConfig``;
+dataclass defaults < align's working defaults (printed) < YAML ``--config`` < command line.
+
+Writes: the adapter (or full model) and tokenizer, ``metrics.json``, ``README.md`` and
+``training_curves.png``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alignment import training
+from alignment.errors import ConfigError, DataError
+
+
+@dataclass
+class ScriptArguments:
+    """Data and model for a KTO run; training settings live in KTOConfig."""
+
+    dataset: list[str] = field(default_factory=list, metadata={
+        "help": "Unpaired rows (prompt, completion, label), or preference pairs / ranked data "
+                "to unpair, in any format `align data` reads. Several are mixed; PATH@0.5 "
+                "takes half of a dataset's rows, PATH@500 takes 500."})
+    model: str | None = field(default=None, metadata={
+        "help": "Policy to train: a bundled model (smollm2), a local folder or a hub id. "
+                "Default: smollm2."})
+    eval_dataset: str | None = field(default=None, metadata={
+        "help": "Held-out rows. Without it --eval_split of the training rows is held out."})
+    eval_split: float = field(default=0.1, metadata={
+        "help": "Fraction of the rows held out when no --eval_dataset is given; 0 trains on "
+                "everything."})
+    max_train_samples: int | None = field(default=None, metadata={
+        "help": "Train on at most this many rows (after the held-out split)."})
+    max_eval_samples: int | None = field(default=None, metadata={
+        "help": "Evaluate on at most this many rows."})
+
+
+def _defaults(values) -> training.Defaults:
+    name = Path(values.model or values.model_name_or_path or "smollm2").name
+    has_eval = bool(values.eval_dataset) or values.eval_split > 0
+    d = training.lora_cpu_defaults(f"runs/kto-{name}", learning_rate=5e-5, has_eval=has_eval)
+    d["max_length"] = (512, "prompt + completion tokens; longer rows are truncated")
+    d["num_train_epochs"] = (1, "")
+    return d
+
+
+def parse_args(argv: list[str]) -> tuple[tuple, training.Defaults]:
+    """(ScriptArguments, KTOConfig, ModelConfig) and the working defaults applied."""
+    from trl import KTOConfig, ModelConfig
+
+    return training.parse_recipe_args((ScriptArguments, KTOConfig, ModelConfig), argv, _defaults)
+
+
+def load_unpaired(specs: list[str], seed: int):
+    """KTO rows from one dataset or a mixture, shuffled, with both labels present."""
+    from alignment.data import load_kto, load_mixture, parse_mixture_spec
+
+    if not specs:
+        raise ConfigError("no dataset given: pass --dataset PATH (KTO rows, preference pairs or "
+                          "ranked completions in any format `align data inspect` reads)")
+    where = ", ".join(specs)
+    if len(specs) == 1 and parse_mixture_spec(specs[0])[1] is None:
+        # TRL samples KTO batches in order (the KL term pairs neighbours), so shuffle here:
+        # converted pairs would otherwise sit as desirable/undesirable neighbours forever.
+        rows = load_kto(specs[0]).shuffle(seed=seed)
+    else:
+        rows = load_mixture(list(specs), "kto", seed)
+    labels = set(rows["label"])
+    if labels != {True, False}:
+        kind = "desirable" if True in labels else "undesirable"
+        raise DataError(where, f"every row is {kind}; KTO learns from both kinds, so add "
+                               "rows with the other label", field="label")
+    if len({isinstance(p, list) for p in rows["prompt"]}) != 1:
+        raise DataError(where, "mixes plain-text and conversational prompts; convert them to "
+                               "one kind (align data convert)", field="prompt")
+    return rows
+
+
+def chat_format(rows, tokenizer):
+    """Wrap plain-text rows as a user turn and an assistant reply so the chat template
+    is applied (once, by TRL); conversational and pre-templated rows are left alone."""
+    first = rows[0]
+    if isinstance(first["prompt"], list) or not tokenizer.chat_template:
+        return rows
+    if training._is_templated(first["prompt"], tokenizer):
+        return rows
+    return rows.map(lambda row: {
+        "prompt": [{"role": "user", "content": row["prompt"]}],
+        "completion": [{"role": "assistant", "content": row["completion"]}]},
+        desc="Wrapping plain-text rows in the chat format")
+
+
+def main(argv: list[str]) -> int:
+    try:
+        (script, config, model_args), chosen = parse_args(argv)
+    except SystemExit as e:  # --help, or argparse rejecting a flag
+        return int(e.code or 0)
+    training.print_defaults("align kto", chosen)
+
+    # --- Refuse what cannot work, before loading any weights --------------------------
+    training.check_before_loading(model_args, config)
+    if config.per_device_train_batch_size < 2:
+        raise ConfigError("KTO estimates its KL term from the other rows of a batch: "
+                          "--per_device_train_batch_size must be at least 2")
+    if config.loss_type != "apo_zero_unpaired" and config.train_sampling_strategy != "sequential":
+        raise ConfigError(f"--loss_type {config.loss_type} pairs each row with its batch "
+                          "neighbours for the KL term and needs --train_sampling_strategy "
+                          "sequential (align shuffles the rows once, beforehand)")
+    if config.sync_ref_model and model_args.use_peft:
+        raise ConfigError("--sync_ref_model needs a separate reference model, which LoRA "
+                          "does not keep; drop it or set --use_peft false")
+    if config.eval_strategy != "no" and not script.eval_dataset and script.eval_split <= 0:
+        raise ConfigError("--eval_strategy is on but there is nothing to evaluate on; give "
+                          "--eval_dataset or --eval_split > 0, or set --eval_strategy no")
+    model_path = training.resolve_model_spec(script.model, model_args)
+
+    # --- Data -------------------------------------------------------------------------
+    rows = load_unpaired(script.dataset, config.seed)
+    if script.eval_dataset:
+        train_rows, eval_rows = rows, load_unpaired([script.eval_dataset], config.seed)
+    else:
+        train_rows, eval_rows = training.split_eval(rows, script.eval_split, config.seed)
+    train_rows = training.take(train_rows, script.max_train_samples)
+    eval_rows = training.take(eval_rows, script.max_eval_samples)
+    tokenizer = training.load_tokenizer(model_path)
+    train_rows = chat_format(train_rows, tokenizer)
+    if eval_rows is not None:
+        eval_rows = chat_format(eval_rows, tokenizer)
+    good = sum(train_rows["label"])
+    print(f"align kto: {len(train_rows)} training rows ({good} desirable, "
+          f"{len(train_rows) - good} undesirable)"
+          + (f", {len(eval_rows)} held out" if eval_rows is not None else "")
+          + f" ({training.environment_note()})")
+
+    # --- Model and trainer --------------------------------------------------------------
+    from trl import KTOTrainer, get_peft_config
+
+    model = training.load_causal_lm(model_path, model_args)
+    trainer = KTOTrainer(model=model, ref_model=None, args=config, train_dataset=train_rows,
+                         eval_dataset=eval_rows, processing_class=tokenizer,
+                         peft_config=get_peft_config(model_args))
+    if model_args.use_peft:
+        trainer.model.print_trainable_parameters()
+
+    # --- Train ----------------------------------------------------------------------------
+    result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    eval_metrics = trainer.evaluate() if eval_rows is not None else None
+
+    # --- Save -------------------------------------------------------------------------
+    out = Path(config.output_dir)
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(out)
+    trainer.save_state()
+    metrics = training.final_metrics(trainer.state.log_history, result, eval_metrics)
+    metrics.update(train_rows=len(train_rows), train_desirable=good,
+                   eval_rows=len(eval_rows) if eval_rows is not None else 0)
+    metrics_path = training.write_metrics(
+        out, metrics, training.resolved_config(script, model_args, config))
+    datasets = {", ".join(script.dataset): len(train_rows)}
+    if eval_rows is not None:
+        datasets[script.eval_dataset or "held out from the above"] = len(eval_rows)
+    card = training.write_model_card(
+        out, method="kto", base_model=script.model or model_path, datasets=datasets,
+        adapter=model_args.use_peft, metrics=metrics, hyperparameters={
+            "beta": config.beta, "loss_type": config.loss_type,
+            "desirable_weight": config.desirable_weight,
+            "undesirable_weight": config.undesirable_weight,
+            "learning_rate": config.learning_rate, "epochs": config.num_train_epochs,
+            "max_steps": config.max_steps, "steps": result.global_step,
+            "batch_size": config.per_device_train_batch_size,
+            "max_length": config.max_length, "seed": config.seed,
+            **({"lora_r": model_args.lora_r, "lora_alpha": model_args.lora_alpha}
+               if model_args.use_peft else {})})
+    card.write_text(card.read_text().replace("| dataset | pairs |", "| dataset | rows |"))
+
+    from alignment.report import render_run
+
+    curves = render_run(out)
+    print(f"\nalign kto: {result.global_step} steps in {metrics['train_runtime_s']:.0f} s "
+          f"({metrics['seconds_per_step']:.2f} s/step)")
+    print(f"  {'adapter' if model_args.use_peft else 'model'} + tokenizer: {out}")
+    print(f"  metrics:     {metrics_path}")
+    print(f"  model card:  {card}")
+    print(f"  curves:      {curves}")
+    return 0
