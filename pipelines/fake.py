@@ -1,0 +1,160 @@
+"""A deterministic fake teacher: every output is a pure function of its input.
+
+``FakeLLM`` is an ordinary distilabel ``LLM`` (it implements ``model_name`` and
+``generate``), so pipelines run on it exactly as they run on a real model: same
+steps, same subprocesses, same cache. It recognises the prompt shapes our
+pipelines send and answers in the format each one parses:
+
+- a Self-Instruct prompt ("Develop N user queries ... # Context ...") -> N
+  instructions, one per line;
+- an Evol-Instruct rewrite or creation prompt ("#The Given Prompt#") -> an evolved
+  prompt, or, for a fixed fraction of inputs chosen by hash, one of the failures
+  the elimination step must catch (a copy of the parent, a refusal, a too-short
+  answer, a leaked template word);
+- a simulated-user turn (a system prompt marked ``[simulated-user]``) -> a
+  follow-up question;
+- a reversal prompt ("Reverse the fact") -> the reversed statement;
+- anything else -> an answer that quotes the last user turn.
+
+Used by the test suite for exact expected rows and by ``--dry-run`` for users who
+want to see a pipeline's shape before paying for a teacher.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from typing import Any
+
+from distilabel.models.llms.base import LLM
+
+FAKE_MODEL_NAME = "fake-teacher"
+
+SIMULATED_USER_MARK = "[simulated-user]"
+
+_VERBS = ("Explain", "Describe", "Summarise", "Compare", "List", "Outline", "Illustrate",
+          "Evaluate", "Plan", "Classify", "Translate", "Critique")
+_OBJECTS = ("the water cycle", "a binary search", "compound interest", "photosynthesis",
+            "a haiku about autumn", "the causes of inflation", "a packing list for a hike",
+            "the rules of chess", "a polite complaint letter", "prime numbers",
+            "the French revolution", "a healthy breakfast", "recursion in Python",
+            "the phases of the moon", "a job interview", "plate tectonics")
+_CONSTRAINTS = ("in under 100 words", "using a table", "for a ten-year-old",
+                "with two worked examples", "citing one common misconception",
+                "as a numbered list of steps")
+
+
+def digest(text: str) -> int:
+    """A stable integer hash (Python's ``hash`` is salted per process)."""
+    return int.from_bytes(hashlib.sha1(text.encode("utf-8")).digest()[:8], "big")
+
+
+def _last_user(messages: list[dict]) -> str:
+    for m in reversed(messages):
+        if m.get("role") == "user":
+            return m.get("content", "")
+    return ""
+
+
+def _system(messages: list[dict]) -> str:
+    return next((m["content"] for m in messages if m.get("role") == "system"), "")
+
+
+def _self_instruct(prompt: str) -> str:
+    n = int(re.search(r"Develop (\d+) user queries", prompt).group(1))
+    context = prompt.split("# Context", 1)[1].split("# Output", 1)[0].strip()
+    h = digest(context)
+    lines = []
+    for i in range(n):
+        verb = _VERBS[(h + i) % len(_VERBS)]
+        obj = _OBJECTS[(h // 7 + 3 * i) % len(_OBJECTS)]
+        lines.append(f"{verb} {obj}.")
+    # one in three contexts also echoes itself: a near-copy the novelty filter rejects
+    if h % 3 == 0:
+        lines.append(context.splitlines()[0])
+    return "\n".join(lines)
+
+
+def _evolve(prompt: str) -> str:
+    given = re.split(r"#(?:The )?Given Prompt#:\s*", prompt)[-1]
+    given = re.split(r"#(?:Rewritten|Created) Prompt#", given)[0].strip()
+    h = digest(prompt)
+    kind = h % 8
+    if kind == 0:
+        return given  # a copy of the parent
+    if kind == 1:
+        return "Sorry, I cannot rewrite this prompt."
+    if kind == 2:
+        return "Why?"
+    if kind == 3:
+        return f"#Rewritten Prompt#: {given} Be specific."
+    if "#Created Prompt#" in prompt:
+        return f"{_VERBS[h % len(_VERBS)]} {_OBJECTS[(h // 5) % len(_OBJECTS)]}, " \
+               f"then relate it to: {given[:60]}"
+    return f"{given.rstrip('.?! ')}, {_CONSTRAINTS[(h // 3) % len(_CONSTRAINTS)]}."
+
+
+def _reverse(prompt: str) -> str:
+    fact = prompt.split("Fact:", 1)[1].strip().splitlines()[0].strip().rstrip(".")
+    m = re.match(r"(.+?) (is|was|are|were) (.+)", fact)
+    if not m:
+        return fact + "."
+    subject, verb, obj = m.groups()
+    obj = obj[0].upper() + obj[1:]
+    return f"{obj} {verb} {subject}."
+
+
+def fake_reply(messages: list[dict], index: int = 0) -> str:
+    """The fake teacher's reply to one conversation (``index``: which of n generations)."""
+    user, system = _last_user(messages), _system(messages)
+    if "user queries" in user and "# Context" in user:
+        return _self_instruct(user)
+    if "Given Prompt#" in user:
+        return _evolve(user)
+    if "Reverse the fact" in user:
+        return _reverse(user)
+    if SIMULATED_USER_MARK in system:
+        turn = sum(1 for m in messages if m["role"] == "assistant")
+        return f"Thanks. Follow-up {turn}: can you give an example about " \
+               f"{_OBJECTS[digest(user) % len(_OBJECTS)]}?"
+    h = digest(system + "\n" + user + f"\n{index}")
+    head = user.strip().splitlines()[0][:80] if user.strip() else "(empty)"
+    steps = ("First, restate the task. Then work through it step by step, and "
+             "justify each step. " if system else "")
+    variant = f" (candidate {index + 1})" if index else ""
+    return f"{steps}Answer to \"{head}\": reference {h % 10_000:04d}.{variant}"
+
+
+class FakeLLM(LLM):
+    """A deterministic distilabel LLM for tests and dry runs.
+
+    Attributes:
+        delay: seconds to sleep per ``generate`` call (one call per batch), so a test
+            can stop a pipeline part-way through.
+        name: the model name reported in outputs and dataset cards.
+    """
+
+    delay: float = 0.0
+    name: str = FAKE_MODEL_NAME
+
+    @property
+    def model_name(self) -> str:
+        return self.name
+
+    def generate(self, inputs: list[Any], num_generations: int = 1,
+                 max_new_tokens: int = 256, temperature: float = 0.0) -> list[dict]:
+        # explicit parameters: distilabel turns generate's signature into the LLM's
+        # runtime parameters, and a bare **kwargs would become a required one
+        if self.delay:
+            time.sleep(self.delay)
+        outputs = []
+        for conversation in inputs:
+            texts = [fake_reply(list(conversation), i) for i in range(num_generations)]
+            outputs.append({
+                "generations": texts,
+                "statistics": {"input_tokens": [sum(len(m["content"].split())
+                                                    for m in conversation)] * num_generations,
+                               "output_tokens": [len(t.split()) for t in texts]},
+            })
+        return outputs

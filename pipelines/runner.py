@@ -1,0 +1,312 @@
+"""What every generation pipeline shares: teacher options, the journal that makes a
+killed run resumable, and writing the dataset with its card.
+
+Why a journal: distilabel 1.5.3 resumes a cached pipeline (``use_cache=True``) from
+the batch manager it saves after every batch, but (1) the rows of the last step wait
+in an in-memory write buffer (50 rows) before they reach Parquet, so a SIGKILL loses
+rows the saved batch manager already counts as done, and (2) in our tests a run
+resumed after a SIGKILL hung, waiting for a batch that died with the old processes.
+So our pipelines end with ``Journal``, which appends each finished row to a JSON Lines
+file and fsyncs before handing the batch back. ``run`` reads the journal first and
+sends distilabel only the rows it does not hold yet; a row that was in flight when
+the run died is simply generated again, and ``collect`` keeps one row per id.
+tests/test_pipelines_resume.py kills a run with SIGKILL and checks that every input
+row comes back exactly once.
+"""
+
+# no `from __future__ import annotations`: distilabel reads `process`'s annotations
+# at run time to find the `StepInput` parameter.
+import argparse
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from distilabel.mixins.signature import _EXCLUDE_FROM_SIGNATURE_DEFAULTS
+from distilabel.steps import LoadDataFromDicts, Step, StepInput
+from pydantic import Field
+
+from alignment.models import align_home
+
+if TYPE_CHECKING:
+    from distilabel.models.llms.base import LLM
+    from distilabel.pipeline import Pipeline
+    from distilabel.typing import StepOutput
+
+JOURNAL_NAME = "align-journal.jsonl"
+
+
+def text_id(text: str | list) -> str:
+    """Stable row id: sha1 of the text, first 16 hex chars (docs/schemas.md)."""
+    from alignment.data import prompt_id
+
+    return prompt_id(text)
+
+
+def cache_root() -> Path:
+    """distilabel's cache for our pipelines: ``$ALIGN_HOME/pipelines``."""
+    return align_home() / "pipelines"
+
+
+# ---------------------------------------------------------------- command line
+
+def teacher_args(parser: argparse.ArgumentParser, *, multi_model: bool = False) -> None:
+    """Options every pipeline takes: teacher, generation settings, scale-out, output."""
+    g = parser.add_argument_group("teacher")
+    if multi_model:
+        g.add_argument("--model", action="append", default=None,
+                       help="teacher: bundled name (smollm2), model folder, hub id, or the "
+                            "served name with --base-url; repeat for several models "
+                            "(default: smollm2)")
+    else:
+        g.add_argument("--model", default="smollm2",
+                       help="teacher: bundled name (smollm2), model folder, hub id, or the "
+                            "served model name with --base-url (default: smollm2)")
+    g.add_argument("--base-url", default=None,
+                   help="OpenAI-compatible endpoint (vLLM, TGI, llama.cpp server, OpenAI)")
+    g.add_argument("--api-key-env", default="OPENAI_API_KEY",
+                   help="environment variable holding the endpoint's API key (never printed)")
+    g.add_argument("--max-new-tokens", type=int, default=256)
+    g.add_argument("--temperature", type=float, default=0.7)
+    g.add_argument("--seed", type=int, default=0, help="sampling and selection seed")
+    g.add_argument("--concurrency", type=int, default=8,
+                   help="rows per batch sent to the teacher (and local generate batch size)")
+    g.add_argument("--dry-run", action="store_true",
+                   help="use the deterministic fake teacher: shows the pipeline's shape and "
+                        "output format without loading a model")
+    r = parser.add_argument_group("run")
+    r.add_argument("--output", "-o", required=True,
+                   help="where to write the dataset: .jsonl, .parquet or a folder "
+                        "(save_to_disk); the card goes to README.md beside it")
+    r.add_argument("--fresh", action="store_true",
+                   help="ignore the cache of an earlier, interrupted run with the same "
+                        "settings (default: resume it)")
+    r.add_argument("--ray", action="store_true",
+                   help="run on Ray via distilabel's pipeline.ray(); set RAY_ADDRESS to use "
+                        "a running cluster (needs `pip install align[ray]`)")
+    q = parser.add_argument_group("quality filters (applied to the final rows)")
+    q.add_argument("--dedup", action="store_true", help="drop exact duplicates (normalised)")
+    q.add_argument("--near-dedup", type=float, default=None, metavar="JACCARD",
+                   help="drop near-duplicates above this MinHash Jaccard estimate (e.g. 0.8)")
+    q.add_argument("--min-chars", type=int, default=None, help="drop shorter responses")
+    q.add_argument("--max-chars", type=int, default=None, help="drop longer responses")
+    q.add_argument("--drop-refusals", action="store_true", help="drop refusing responses")
+    q.add_argument("--decontaminate", default=None, metavar="EVAL_FILE",
+                   help="drop rows sharing an n-gram with this evaluation set")
+    q.add_argument("--ngram", type=int, default=13, help="n for --decontaminate")
+
+
+def teacher(args: argparse.Namespace, model: str | None = None, delay: float = 0.0) -> "LLM":
+    """The LLM from the parsed options (the fake one with --dry-run)."""
+    if args.dry_run:
+        from pipelines.fake import FakeLLM
+
+        return FakeLLM(delay=delay)
+    from pipelines.llms import make_llm
+
+    return make_llm(model or args.model, base_url=args.base_url,
+                    api_key_env=args.api_key_env, batch_size=args.concurrency,
+                    max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                    do_sample=args.temperature > 0, seed=args.seed)
+
+
+def generation_info(args: argparse.Namespace, llms: list["LLM"]) -> dict:
+    """The card's record of the teacher; the API key is never part of it."""
+    return {"teacher": [llm.model_name for llm in llms],
+            "endpoint": args.base_url, "dry_run": args.dry_run,
+            "generation": {"max_new_tokens": args.max_new_tokens,
+                           "temperature": args.temperature, "seed": args.seed,
+                           "batch_size": args.concurrency},
+            "ray": args.ray}
+
+
+# ---------------------------------------------------------------- journal and run
+
+class Journal(Step):
+    """Append each row to a JSON Lines file and fsync before passing the batch on.
+
+    Input columns:
+        - the columns in ``columns`` (must include ``id``)
+
+    Output columns:
+        - none added; rows pass through unchanged
+
+    Runtime parameters:
+        - none; ``path`` is set by ``run`` from the pipeline's cache location
+
+    Examples:
+        ```python
+        loader >> task >> Journal(columns=["id", "order", "messages"])
+        ```
+    """
+
+    columns: list[str]
+    path: str = ""
+    # the journal's location follows the cache location, so it is no part of identity
+    exclude_from_signature: set[str] = Field(
+        default=_EXCLUDE_FROM_SIGNATURE_DEFAULTS | {"path"}, exclude=True)
+
+    @property
+    def inputs(self) -> list[str]:
+        return list(self.columns)
+
+    @property
+    def outputs(self) -> list[str]:
+        return []
+
+    def process(self, inputs: StepInput) -> "StepOutput":
+        with open(self.path, "a", encoding="utf-8") as f:
+            for row in inputs:
+                f.write(json.dumps({c: row.get(c) for c in self.columns},
+                                   ensure_ascii=False, default=str) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        yield inputs
+
+
+def load_rows(rows: list[dict], batch_size: int) -> LoadDataFromDicts:
+    """The generator step feeding ``rows`` to a pipeline.
+
+    distilabel leaves a ``LoadDataFromDicts``'s data out of the pipeline signature, so
+    two runs over different inputs would share (and wrongly resume) one cache; the step
+    name carries a fingerprint of the rows to keep them apart.
+    """
+    fingerprint = text_id(json.dumps(rows, sort_keys=True, ensure_ascii=False, default=str))
+    return LoadDataFromDicts(name=f"load_{fingerprint}", data=rows, batch_size=batch_size)
+
+
+def journal_dir(pipeline: "Pipeline") -> Path:
+    """Where the journal of a pipeline over *all* its rows lives.
+
+    The pipeline signature covers the steps and the loader's fingerprint of the rows;
+    the aggregated steps signature covers every step's settings (teacher, generation
+    parameters, templates). Changing any of them starts a new journal.
+    """
+    key = hashlib.sha1((pipeline.signature + pipeline.aggregated_steps_signature)
+                       .encode()).hexdigest()[:16]
+    return cache_root() / pipeline.name / "journals" / key
+
+
+def read_journal(path: Path) -> list[dict]:
+    rows = []
+    if not path.exists():
+        return rows
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                # a line cut short by a kill: its batch was never finished and its row
+                # is pending again
+                continue
+    return rows
+
+
+def collect(rows: list[dict]) -> list[dict]:
+    """First row per ``id``, in input order (``order``), without the bookkeeping column."""
+    seen: set[str] = set()
+    out = []
+    for row in sorted(rows, key=lambda r: r["order"]):
+        if row["id"] in seen:
+            continue
+        seen.add(row["id"])
+        out.append({k: v for k, v in row.items() if k != "order"})
+    return out
+
+
+Build = Callable[[list[dict]], tuple["Pipeline", Journal]]
+
+
+def run(build: Build, rows: list[dict], *, fresh: bool = False,
+        ray: bool = False) -> list[dict]:
+    """Run ``build(rows)``, or finish an interrupted run of it; one output row per input.
+
+    Each input row needs a unique ``id`` and an ``order`` (its position). A rerun with
+    the same rows and settings reads the journal, gives distilabel only the rows not yet
+    journalled, and returns the union.
+    """
+    ids = [r["id"] for r in rows]
+    if len(set(ids)) != len(ids):
+        raise ValueError("input rows must have unique ids; deduplicate the prompts first")
+    folder = journal_dir(build(rows)[0])
+    path = folder / JOURNAL_NAME
+    if fresh and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    done = {r["id"] for r in read_journal(path)}
+    pending = [r for r in rows if r["id"] not in done]
+    if pending:
+        pipeline, journal = build(pending)
+        journal.path = str(path)
+        if ray:
+            # RayPipeline calls ray.init(), which joins the cluster named by RAY_ADDRESS
+            # or starts a local one; `ray job submit` runs it on a remote cluster.
+            pipeline = pipeline.ray()
+        # distilabel's own cache resume (use_cache=True) hung after a SIGKILL in our
+        # tests; the journal above already holds every finished row, so each attempt
+        # runs distilabel fresh over the pending rows only.
+        pipeline.run(use_cache=False)
+    out = collect(read_journal(path))
+    return [r for r in out if r["id"] in set(ids)]
+
+
+def write_dataset(rows: list[dict], output: str | Path, title: str,
+                  info: dict) -> tuple[Path, Path]:
+    """Write the rows and their card; return both paths."""
+    from alignment.data import write_card, write_rows
+
+    path = write_rows(rows, output)
+    return path, write_card(path, title, {"rows": len(rows), **info})
+
+
+# ---------------------------------------------------------------- inputs and outputs
+
+DATA_DIR = Path(__file__).parent / "data"
+
+
+def read_prompts(path: str | Path, limit: int | None = None) -> list[str]:
+    """Prompt texts from any readable file: a ``prompt`` or ``instruction`` column
+    (an Alpaca ``input`` is appended on a new line), or the first user turn of
+    ``messages``."""
+    from alignment.data import read_rows
+    from alignment.errors import DataError
+
+    prompts = []
+    for i, row in enumerate(read_rows(path), start=1):
+        if isinstance(row.get("prompt"), str):
+            text = row["prompt"]
+        elif isinstance(row.get("instruction"), str):
+            text = row["instruction"]
+            if row.get("input"):
+                text += "\n\n" + str(row["input"])
+        elif isinstance(row.get("messages"), list):
+            text = next((m.get("content") for m in row["messages"]
+                         if m.get("role") == "user"), None)
+        else:
+            text = None
+        if not text or not str(text).strip():
+            raise DataError(path, "no prompt text; give each row a `prompt` or "
+                                  "`instruction` string, or `messages` with a user turn",
+                            row=i, field="prompt")
+        if str(text).strip() not in prompts:  # one row per prompt: ids must be unique
+            prompts.append(str(text).strip())
+        if limit is not None and len(prompts) >= limit:
+            break
+    return prompts
+
+
+def finish(rows: list[dict], args: argparse.Namespace, title: str, info: dict,
+           text_of=None) -> Path:
+    """Apply the quality filters chosen on the command line, write rows and card."""
+    from pipelines import quality
+
+    rows, failed = quality.drop_failed(rows)
+    counts = {"failed_generations": failed}
+    rows, filter_counts = quality.apply_filters(rows, args, text_of=text_of)
+    counts.update(filter_counts)
+    path, card = write_dataset(rows, args.output, title, {**info, "filters": counts})
+    print(f"wrote {len(rows)} rows to {path} (card: {card})")
+    return path
