@@ -522,3 +522,28 @@ def load_prompts(specs: Sequence[str], seed: int = 0):
     rows = list(prompts.values())
     rng.shuffle(rows)
     return datasets.Dataset.from_dict({"prompt": rows})
+
+
+def resume_checkpoint(training_args) -> str | bool | None:
+    """What ``trainer.train(resume_from_checkpoint=...)`` gets, checked before loading.
+
+    ``--resume_from_checkpoint PATH`` resumes from that checkpoint folder;
+    ``--resume_from_checkpoint latest`` (or ``true``) from the newest ``checkpoint-*`` in
+    ``--output_dir``. The run then continues to the same end, with the same optimizer,
+    scheduler, data order and random state, as if it had not stopped.
+    """
+    value = training_args.resume_from_checkpoint
+    if value in (None, "", False):
+        return None
+    if str(value).lower() in ("latest", "true", "last"):
+        out = Path(training_args.output_dir)
+        found = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
+                       if p.name.split("-")[-1].isdigit() else -1)
+        if not found:
+            raise ConfigError(f"--resume_from_checkpoint latest: no checkpoint-* folder in "
+                              f"{out}; was --save_strategy on in the interrupted run?")
+        return str(found[-1])
+    if not (Path(value) / "trainer_state.json").exists():
+        raise ConfigError(f"--resume_from_checkpoint {value}: not a checkpoint folder (no "
+                          "trainer_state.json); pass OUTPUT_DIR/checkpoint-N or `latest`")
+    return str(value)
