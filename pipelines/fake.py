@@ -88,7 +88,7 @@ def _evolve(prompt: str) -> str:
     if kind == 2:
         return "Why?"
     if kind == 3:
-        return f"#Rewritten Prompt#: {given} Be specific."
+        return f"#Rewritten Prompt#: {given} Answer it like the rewritten prompt asks."
     if "#Created Prompt#" in prompt:
         return f"{_VERBS[h % len(_VERBS)]} {_OBJECTS[(h // 5) % len(_OBJECTS)]}, " \
                f"then relate it to: {given[:60]}"
@@ -105,8 +105,9 @@ def _reverse(prompt: str) -> str:
     return f"{obj} {verb} {subject}."
 
 
-def fake_reply(messages: list[dict], index: int = 0) -> str:
-    """The fake teacher's reply to one conversation (``index``: which of n generations)."""
+def fake_reply(messages: list[dict], index: int = 0, model: str = FAKE_MODEL_NAME) -> str:
+    """The fake teacher's reply to one conversation (``index``: which of n generations;
+    ``model`` salts free-form answers so two fake models disagree)."""
     user, system = _last_user(messages), _system(messages)
     if "user queries" in user and "# Context" in user:
         return _self_instruct(user)
@@ -118,7 +119,8 @@ def fake_reply(messages: list[dict], index: int = 0) -> str:
         turn = sum(1 for m in messages if m["role"] == "assistant")
         return f"Thanks. Follow-up {turn}: can you give an example about " \
                f"{_OBJECTS[digest(user) % len(_OBJECTS)]}?"
-    h = digest(system + "\n" + user + f"\n{index}")
+    salt = "" if model == FAKE_MODEL_NAME else model
+    h = digest(salt + system + "\n" + user + f"\n{index}")
     head = user.strip().splitlines()[0][:80] if user.strip() else "(empty)"
     steps = ("First, restate the task. Then work through it step by step, and "
              "justify each step. " if system else "")
@@ -150,7 +152,7 @@ class FakeLLM(LLM):
             time.sleep(self.delay)
         outputs = []
         for conversation in inputs:
-            texts = [fake_reply(list(conversation), i) for i in range(num_generations)]
+            texts = [fake_reply(list(conversation), i, self.name) for i in range(num_generations)]
             outputs.append({
                 "generations": texts,
                 "statistics": {"input_tokens": [sum(len(m["content"].split())

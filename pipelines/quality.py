@@ -70,9 +70,13 @@ def _keep(rows: list[dict], mask: np.ndarray) -> tuple[list[dict], int]:
 # ---------------------------------------------------------------- filters
 
 def drop_failed(rows: list[dict]) -> tuple[list[dict], int]:
-    """Rows whose teacher call failed (a missing or empty response)."""
-    return _keep(rows, np.array([all(isinstance(t, str) and t.strip()
-                                     for t in response_texts(r)) for r in rows], dtype=bool))
+    """Rows where a teacher call failed: a missing or empty turn or response."""
+    def ok(row: dict) -> bool:
+        texts = ([m.get("content") for m in row["messages"]]
+                 if isinstance(row.get("messages"), list) else response_texts(row))
+        return all(isinstance(t, str) and t.strip() for t in texts)
+
+    return _keep(rows, np.array([ok(r) for r in rows], dtype=bool))
 
 
 def exact_dedup(rows: list[dict], text_of: TextOf = prompt_text) -> tuple[list[dict], int]:

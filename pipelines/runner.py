@@ -104,7 +104,7 @@ def teacher(args: argparse.Namespace, model: str | None = None, delay: float = 0
     if args.dry_run:
         from pipelines.fake import FakeLLM
 
-        return FakeLLM(delay=delay)
+        return FakeLLM(delay=delay) if model is None else FakeLLM(name=f"fake:{model}")
     from pipelines.llms import make_llm
 
     return make_llm(model or args.model, base_url=args.base_url,
