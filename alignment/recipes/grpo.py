@@ -118,6 +118,7 @@ def main(argv: list[str]) -> int:
 
     # --- Refuse what cannot work, before loading any weights --------------------------
     training.check_before_loading(model_args, config)
+    resume = training.resume_checkpoint(config)
     if config.use_vllm and not training.has_accelerator():
         raise ConfigError("--use_vllm needs a GPU; on CPU generation runs in transformers")
     if config.sync_ref_model and model_args.use_peft:
@@ -151,7 +152,7 @@ def main(argv: list[str]) -> int:
         trainer.model.print_trainable_parameters()
 
     # --- Train ----------------------------------------------------------------------------
-    result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    result = trainer.train(resume_from_checkpoint=resume)
 
     # --- Save -------------------------------------------------------------------------
     out = Path(config.output_dir)

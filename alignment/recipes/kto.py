@@ -115,6 +115,7 @@ def main(argv: list[str]) -> int:
 
     # --- Refuse what cannot work, before loading any weights --------------------------
     training.check_before_loading(model_args, config)
+    resume = training.resume_checkpoint(config)
     if config.per_device_train_batch_size < 2:
         raise ConfigError("KTO estimates its KL term from the other rows of a batch: "
                           "--per_device_train_batch_size must be at least 2")
@@ -159,7 +160,7 @@ def main(argv: list[str]) -> int:
         trainer.model.print_trainable_parameters()
 
     # --- Train ----------------------------------------------------------------------------
-    result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    result = trainer.train(resume_from_checkpoint=resume)
     eval_metrics = trainer.evaluate() if eval_rows is not None else None
 
     # --- Save -------------------------------------------------------------------------

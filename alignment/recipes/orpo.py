@@ -111,6 +111,7 @@ def main(argv: list[str]) -> int:
 
     # --- Refuse what cannot work, before loading any weights --------------------------
     training.check_before_loading(model_args, config)
+    resume = training.resume_checkpoint(config)
     if config.generate_during_eval:
         raise ConfigError("--generate_during_eval logs samples to Weights & Biases or Comet "
                           "only; drop it (align eval compares generations offline)")
@@ -149,7 +150,7 @@ def main(argv: list[str]) -> int:
         trainer.model.print_trainable_parameters()
 
     # --- Train ----------------------------------------------------------------------------
-    result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    result = trainer.train(resume_from_checkpoint=resume)
     eval_metrics = trainer.evaluate() if eval_pairs is not None else None
 
     # --- Save -------------------------------------------------------------------------

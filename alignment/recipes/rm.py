@@ -90,6 +90,7 @@ def main(argv: list[str]) -> int:
 
     # --- Refuse what cannot work, before loading any weights --------------------------
     training.check_before_loading(model_args, config)
+    resume = training.resume_checkpoint(config)
     if model_args.use_peft and model_args.lora_task_type != "SEQ_CLS":
         raise ConfigError(f"--lora_task_type {model_args.lora_task_type} cannot train a reward "
                           "head; use SEQ_CLS (the default here)")
@@ -132,7 +133,7 @@ def main(argv: list[str]) -> int:
         trainer.model.print_trainable_parameters()
 
     # --- Train ----------------------------------------------------------------------------
-    result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    result = trainer.train(resume_from_checkpoint=resume)
     eval_metrics = trainer.evaluate()
 
     # --- Save: adapter, then the merged full model that scorers load ------------------

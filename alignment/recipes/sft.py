@@ -120,6 +120,7 @@ def main(argv: list[str]) -> int:
 
     # --- Refuse what cannot work, before loading any weights --------------------------
     training.check_before_loading(model_args, config)
+    resume = training.resume_checkpoint(config)
     if config.assistant_only_loss and not script.completion_only:
         raise ConfigError("--assistant_only_loss true contradicts --completion_only false; "
                           "drop one of them")
@@ -176,7 +177,7 @@ def main(argv: list[str]) -> int:
         trainer.model.print_trainable_parameters()
 
     # --- Train ----------------------------------------------------------------------------
-    result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    result = trainer.train(resume_from_checkpoint=resume)
     eval_metrics = trainer.evaluate() if eval_rows is not None else None
 
     # --- Save -------------------------------------------------------------------------
