@@ -314,13 +314,13 @@ def fit_responses(tokenizer: Any, build, responses: Sequence[str], max_length: i
 # ------------------------------------------------------------------ endpoints
 
 def ask(llm: LLM, prompts: Sequence[str], concurrency: int = 8,
-        parsed: Callable[[str | None], bool] | None = None,
+        parsed: Callable[[int, str | None], bool] | None = None,
         parse_retries: int = 0) -> list[str | None]:
     """One reply per user prompt from ``llm``, ``concurrency`` requests in flight.
 
     Transient HTTP errors (429, 5xx, timeouts) are retried by the openai client itself
     (``max_retries`` with exponential backoff). ``parse_retries`` re-asks only the
-    prompts whose reply ``parsed`` rejects: useful with sampling, pointless at
+    prompts whose reply ``parsed(index, text)`` rejects: useful with sampling, pointless at
     temperature 0 where the same prompt gets the same reply.
     """
     gen = dict(getattr(llm, "generation_kwargs", None) or {})
@@ -336,7 +336,7 @@ def ask(llm: LLM, prompts: Sequence[str], concurrency: int = 8,
                 replies[i] = (o["generations"] or [None])[0]
         if parsed is None:
             break
-        todo = [i for i in todo if not parsed(replies[i])]
+        todo = [i for i in todo if not parsed(i, replies[i])]
         if not todo:
             break
     return replies
@@ -756,7 +756,7 @@ class AspectRatingStep(Step):
         keys = [(i, a) for i in range(len(pairs)) for a in self.aspects]
         prompts = [rating_prompt(self.aspects[a], scale, *pairs[i]) for i, a in keys]
         replies = ask(self.llm, prompts, self.concurrency,
-                      parsed=lambda t: parse_rating(t, scale)[0] is not None,
+                      parsed=lambda _, t: parse_rating(t, scale)[0] is not None,
                       parse_retries=self.parse_retries)
         out = [{"ratings": {}, "rationales": {}, "raw": {}} for _ in pairs]
         for (i, a), reply in zip(keys, replies):
