@@ -13,6 +13,17 @@ import sys
 PIPELINES: dict[str, tuple[str, str]] = {
     "preference": ("pipelines.preference",
                    "seed instructions -> N teacher responses -> rating judge -> ranked data"),
+    "ultrafeedback": ("pipelines.ultrafeedback",
+                      "rate responses 1-5 on four UltraFeedback aspects, with rationales"),
+    "helpsteer": ("pipelines.helpsteer",
+                  "rate responses 0-4 on the five HelpSteer attributes"),
+    "ranking": ("pipelines.ranking", "rank k responses at once (Nectar-style, A..G)"),
+    "pairwise": ("pipelines.pairwise",
+                 "pairwise judge in both orders; reports position consistency"),
+    "reward-model": ("pipelines.reward_model",
+                     "score responses with a sequence-classification reward model"),
+    "combine": ("pipelines.combine",
+                "merge several judges' scores (mean/majority) and report agreement"),
 }
 
 
