@@ -166,3 +166,23 @@ def test_split_eval_holds_out_at_least_one():
     train, held = training.split_eval(ds, 0.05, seed=0)
     assert len(held) == 1 and len(train) == 9
     assert training.split_eval(ds, 0, seed=0) == (ds, None)
+
+
+def test_lora_reference_is_the_base_with_adapters_off(tiny_model, tmp_path):
+    # No second copy of the weights: TRL keeps no ref_model and no "ref" adapter, and
+    # precomputed reference log-probs (a DPOConfig flag) land in the dataset.
+    import datasets
+    from trl import DPOConfig, DPOTrainer, ModelConfig, get_peft_config
+
+    tok = training.load_tokenizer(str(tiny_model))
+    pairs = training.chat_format_pairs(datasets.Dataset.from_list(PLAIN), tok)
+    model_args = ModelConfig(use_peft=True, lora_target_modules=["all-linear"])
+    args = DPOConfig(output_dir=str(tmp_path), report_to="none", bf16=False,
+                     gradient_checkpointing=False, precompute_ref_log_probs=True,
+                     per_device_train_batch_size=2)
+    trainer = DPOTrainer(model=training.load_causal_lm(str(tiny_model), model_args), args=args,
+                         train_dataset=pairs, processing_class=tok,
+                         peft_config=get_peft_config(model_args))
+    assert trainer.ref_model is None
+    assert list(trainer.model.peft_config) == ["default"]
+    assert "ref_chosen_logps" in trainer.train_dataset.column_names
