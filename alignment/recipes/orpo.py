@@ -38,7 +38,8 @@ class ScriptArguments:
 
     dataset: list[str] = field(default_factory=list, metadata={
         "help": "Preference pairs or ranked completions, in any format `align data` reads. "
-                "Several are mixed; PATH@0.5 takes half of a dataset's rows, PATH@500 takes 500."})
+                "Several are mixed; PATH@0.5 takes half of a dataset's rows, PATH@500 takes 500. "
+                "(ORPO is experimental in TRL 1.16: trl.experimental.orpo may change.)"})
     model: str | None = field(default=None, metadata={
         "help": "Policy to train: a bundled model (smollm2), a local folder or a hub id. "
                 "Default: smollm2."})

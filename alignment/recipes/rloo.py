@@ -41,7 +41,8 @@ class ScriptArguments:
                 "`align data` reads. Several are mixed; PATH@0.5 / PATH@500 sample."})
     reward_model: str | None = field(default=None, metadata={
         "help": "Reward model: a sequence-classification model folder (the output of "
-                "`align rm`) or a hub id. Required."})
+                "`align rm`) or a hub id. Required. (TRL 1.16 has no PPOTrainer: RLOO and "
+                "GRPO against a reward model are its reward-model RL.)"})
     model: str | None = field(default=None, metadata={
         "help": "Policy to train: a bundled model (smollm2), a local folder or a hub id. "
                 "Default: smollm2."})
