@@ -21,6 +21,8 @@ from pathlib import Path
 
 DEFAULT_MODEL = "smollm2"
 DEFAULT_JUDGE = "smollm2"
+# bump when prepare_model's output changes, so cached folders are rebuilt
+CACHE_FORMAT = 2
 
 
 def align_home() -> Path:
@@ -137,6 +139,25 @@ def assemble_gguf(model: BundledModel, dest_dir: Path) -> Path:
     return target
 
 
+def _fix_special_tokens(tok, lm) -> None:
+    """Make the tokenizer's special tokens agree with the model's config.
+
+    The GGUF metadata of SmolLM2 maps eos to <|im_start|> while the model config (and
+    the chat template) end turns with <|im_end|>; trainers that append the tokenizer's
+    EOS would then teach the model to open a new turn instead of stopping.
+    """
+    eos_id = lm.generation_config.eos_token_id
+    if isinstance(eos_id, list):
+        eos_id = eos_id[0]
+    if eos_id is not None and tok.eos_token_id != eos_id:
+        tok.eos_token = tok.convert_ids_to_tokens(eos_id)
+    if tok.pad_token_id is None:
+        pad_id = lm.generation_config.pad_token_id
+        tok.pad_token = tok.convert_ids_to_tokens(pad_id if pad_id is not None else eos_id)
+    # BPE tokenizers must not strip spaces before punctuation when decoding
+    tok.clean_up_tokenization_spaces = False
+
+
 def prepare_model(name: str, force: bool = False) -> Path:
     """Dequantise a bundled GGUF into a cached Hugging Face folder (once)."""
     if name not in BUNDLED:
@@ -145,7 +166,8 @@ def prepare_model(name: str, force: bool = False) -> Path:
     out = models_dir() / name
     marker = out / "align-model.json"
     if marker.exists() and not force:
-        return out
+        if json.loads(marker.read_text()).get("format") == CACHE_FORMAT:
+            return out
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     gguf = assemble_gguf(model, models_dir() / "_gguf")
@@ -159,10 +181,11 @@ def prepare_model(name: str, force: bool = False) -> Path:
         # folder holds plain float weights and must load as such.
         if hasattr(lm.config, "quantization_config"):
             del lm.config.quantization_config
+        _fix_special_tokens(tok, lm)
         lm.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         (tmp / "align-model.json").write_text(json.dumps({
-            "name": name, "description": model.description, "source": str(gguf),
+            "format": CACHE_FORMAT, "name": name, "description": model.description, "source": str(gguf),
             "packages": list(model.packages)}, indent=2))
         if out.exists():
             shutil.rmtree(out)
