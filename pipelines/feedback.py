@@ -17,6 +17,7 @@ Two ways to get a verdict, one rule for failures:
 
 import argparse
 import json
+import logging
 import math
 import re
 import string
@@ -33,6 +34,8 @@ from alignment.errors import ConfigError
 
 if TYPE_CHECKING:
     from distilabel.typing import StepOutput
+
+log = logging.getLogger(__name__)
 
 LABELS = string.ascii_uppercase  # response labels shown to a judge: A, B, C, ...
 
@@ -329,9 +332,14 @@ def ask(llm: LLM, prompts: Sequence[str], concurrency: int = 8,
     for attempt in range(parse_retries + 1):
         for start in range(0, len(todo), concurrency):
             chunk = todo[start:start + concurrency]
-            outs = llm.generate_outputs(
-                inputs=[[{"role": "user", "content": prompts[i]}] for i in chunk],
-                num_generations=1, **gen)
+            try:
+                outs = llm.generate_outputs(
+                    inputs=[[{"role": "user", "content": prompts[i]}] for i in chunk],
+                    num_generations=1, **gen)
+            except Exception as e:  # retries exhausted: these prompts get no verdict
+                log.warning("judge requests failed after the client's retries (%s: %s); "
+                            "%d prompts get no verdict", type(e).__name__, e, len(chunk))
+                outs = [{"generations": [None]} for _ in chunk]
             for i, o in zip(chunk, outs):
                 replies[i] = (o["generations"] or [None])[0]
         if parsed is None:
