@@ -57,11 +57,11 @@ class SeededEvolInstruct(EvolInstruct):
 def failure_reason(parent: str, evolved: str | None, min_words: int) -> str | None:
     """Why an evolution is eliminated, or None if it survives."""
     evolved = (evolved or "").strip()
-    if not evolved or len(evolved.split()) < min_words:
-        return "too_short"
     norm = quality.normalised([parent, evolved])
-    if norm[0] == norm[1]:
+    if evolved and norm[0] == norm[1]:
         return "copy"
+    if len(evolved.split()) < min_words:
+        return "too_short"
     if quality.is_refusal(evolved) or "sorry" in evolved.lower():
         return "refusal"
     if TEMPLATE_WORDS.search(evolved):

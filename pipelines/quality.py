@@ -106,11 +106,11 @@ def refusal_filter(rows: list[dict]) -> tuple[list[dict], int]:
 
 # ---------------------------------------------------------------- n-grams and MinHash
 
-def ngram_hashes(texts: Sequence[str], n: int) -> pl.DataFrame:
+def ngram_hashes(texts: Sequence[str], n: int, short: bool = True) -> pl.DataFrame:
     """One row per (doc, hashed word n-gram) of the normalised texts.
 
-    A text shorter than ``n`` words counts as one n-gram of all its words, so short
-    prompts still have a fingerprint.
+    With ``short``, a text shorter than ``n`` words counts as one n-gram of all its
+    words, so short prompts still have a fingerprint.
     """
     words = (pl.DataFrame({"doc": np.arange(len(texts), dtype=np.int64),
                            "w": normalised(texts).str.split(" ")})
@@ -119,10 +119,13 @@ def ngram_hashes(texts: Sequence[str], n: int) -> pl.DataFrame:
         pl.concat_str([pl.col("w").shift(-i).over("doc") for i in range(n)],
                       separator=" ").alias("g"))
     full = grams.filter(pl.col("g").is_not_null()).select("doc", "g")
-    short = (words.group_by("doc").agg(pl.col("w").str.join(" ").alias("g"),
+    if not short:
+        return (full.with_columns(pl.col("g").hash(seed=0).alias("h"))
+                .select("doc", "h").sort("doc", maintain_order=True))
+    short_grams = (words.group_by("doc").agg(pl.col("w").str.join(" ").alias("g"),
                                        pl.len().alias("k"))
              .filter(pl.col("k") < n).select("doc", "g"))
-    return (pl.concat([full, short]).with_columns(pl.col("g").hash(seed=0).alias("h"))
+    return (pl.concat([full, short_grams]).with_columns(pl.col("g").hash(seed=0).alias("h"))
             .select("doc", "h").sort("doc", maintain_order=True))
 
 
@@ -219,13 +222,24 @@ def eval_texts(path: str | Path) -> list[str]:
 
 def decontaminate(rows: list[dict], eval_path: str | Path, n: int = 13,
                   text_of: TextOf = all_text) -> tuple[list[dict], int]:
-    """Drop rows that share a word ``n``-gram with any text of the evaluation set."""
+    """Drop rows that share a word ``n``-gram with any text of the evaluation set.
+
+    An evaluation text shorter than ``n`` words (a short question, a one-word answer)
+    has no ``n``-gram; it removes a row only when it equals the row's prompt after
+    normalising, so an answer such as "Paris" does not ban every row naming Paris.
+    """
     if not rows:
         return rows, 0
-    banned = ngram_hashes(eval_texts(eval_path), n)["h"].unique()
-    hits = ngram_hashes([text_of(r) for r in rows], n).filter(pl.col("h").is_in(banned.implode()))
+    evals = eval_texts(eval_path)
+    banned = ngram_hashes(evals, n, short=False)["h"].unique()
+    hits = ngram_hashes([text_of(r) for r in rows], n, short=False).filter(
+        pl.col("h").is_in(banned.implode()))
     mask = np.ones(len(rows), dtype=bool)
     mask[hits["doc"].unique().to_numpy()] = False
+    norm = normalised(evals)
+    short = set(norm.filter(norm.str.split(" ").list.len() < n).to_list())
+    prompts = normalised([prompt_text(r) for r in rows]).to_list()
+    mask &= np.array([p not in short for p in prompts], dtype=bool)
     return _keep(rows, mask)
 
 

@@ -157,6 +157,16 @@ class Journal(Step):
     def outputs(self) -> list[str]:
         return []
 
+    def load(self) -> None:
+        super().load()
+        # a run killed mid-write leaves a line without its newline; end it, or the
+        # first row of this run would be glued onto it and lost as unreadable
+        if os.path.exists(self.path) and os.path.getsize(self.path):
+            with open(self.path, "rb+") as f:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    f.write(b"\n")
+
     def process(self, inputs: StepInput) -> "StepOutput":
         with open(self.path, "a", encoding="utf-8") as f:
             for row in inputs:
