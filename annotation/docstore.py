@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS indices (
@@ -54,6 +54,11 @@ CREATE INDEX IF NOT EXISTS docs_seq ON docs (index_name, seq);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS text USING fts5 (
     body, index_name UNINDEXED, doc_id UNINDEXED, field UNINDEXED);
+-- which FTS rows belong to a document: filtering FTS5 on an UNINDEXED column scans
+-- the whole table, which made every re-index quadratic
+CREATE TABLE IF NOT EXISTS text_rows (
+    index_name TEXT NOT NULL, doc_id TEXT NOT NULL, fts_rowid INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS text_rows_doc ON text_rows (index_name, doc_id);
 """
 
 
@@ -156,6 +161,7 @@ class DocumentStore:
             conn.execute("DELETE FROM indices WHERE name = ?", (name,))
             conn.execute("DELETE FROM docs WHERE index_name = ?", (name,))
             conn.execute("DELETE FROM text WHERE index_name = ?", (name,))
+            conn.execute("DELETE FROM text_rows WHERE index_name = ?", (name,))
         self._write(op)
         self._cache.pop(name, None)
 
@@ -203,18 +209,26 @@ class DocumentStore:
         pos = row[0] if row else self._next(conn, "pos")
         conn.execute("INSERT OR REPLACE INTO docs VALUES (?, ?, ?, ?, ?)",
                      (index, doc_id, to_json(source), pos, seq))
-        conn.execute("DELETE FROM text WHERE index_name = ? AND doc_id = ?", (index, doc_id))
+        self._drop_text(conn, index, doc_id)
         texts = _text_fields(source.get("fields") or {})
         rows = [(body, index, doc_id, name) for name, body in texts.items() if body]
         if rows:
             rows.append(("\n".join(b for b, *_ in rows), index, doc_id, "*"))
-            conn.executemany("INSERT INTO text VALUES (?, ?, ?, ?)", rows)
+            for row in rows:
+                rowid = conn.execute("INSERT INTO text VALUES (?, ?, ?, ?)", row).lastrowid
+                conn.execute("INSERT INTO text_rows VALUES (?, ?, ?)", (index, doc_id, rowid))
+
+    @staticmethod
+    def _drop_text(conn, index: str, doc_id: str) -> None:
+        conn.execute("DELETE FROM text WHERE rowid IN (SELECT fts_rowid FROM text_rows "
+                     "WHERE index_name = ? AND doc_id = ?)", (index, doc_id))
+        conn.execute("DELETE FROM text_rows WHERE index_name = ? AND doc_id = ?", (index, doc_id))
 
     def _remove(self, conn, index: str, doc_id: str) -> None:
         seq = self._next(conn, "seq")
         conn.execute("UPDATE docs SET source = NULL, seq = ? WHERE index_name = ? AND id = ?",
                      (seq, index, doc_id))
-        conn.execute("DELETE FROM text WHERE index_name = ? AND doc_id = ?", (index, doc_id))
+        self._drop_text(conn, index, doc_id)
 
     def bulk(self, actions: Iterable[dict]) -> list[str]:
         """Elasticsearch-style bulk actions (``_op_type`` index/delete); returns errors."""
@@ -437,6 +451,18 @@ def _apply_script(source: dict, script: dict | str) -> None:
 def values_at(doc: Any, path: str) -> list:
     """Every value at a dotted path; lists are walked through, as Elasticsearch
     flattens arrays of objects."""
+    # fast path: plain nested objects, the common case
+    node = doc
+    for part in path.split("."):
+        if isinstance(node, dict):
+            node = node.get(part)
+            if node is None:
+                return []
+        else:
+            break
+    else:
+        return [v for v in node if v is not None] if isinstance(node, list) else [node]
+    # a list part-way down the path: walk every element
     current = [doc]
     for part in path.split("."):
         nxt = []
@@ -462,19 +488,6 @@ def _as_list(clause: Any) -> list:
     if clause is None:
         return []
     return clause if isinstance(clause, list) else [clause]
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return str(a).lower() == str(b).lower()
-    if isinstance(a, (int, float)) and not isinstance(b, (int, float)):
-        try:
-            return float(a) == float(b)
-        except (TypeError, ValueError):
-            return False
-    if isinstance(b, (int, float)) and not isinstance(a, (int, float)):
-        return _same(b, a)
-    return a == b if isinstance(a, (int, float)) else str(a) == str(b)
 
 
 def _comparable(value: Any, bound: Any) -> tuple[Any, Any] | None:
@@ -506,12 +519,37 @@ def _in_range(value: Any, spec: dict) -> bool:
     return True
 
 
+Predicate = Callable[[dict, "str | None"], bool]
+
+
+def _terms_set(values: Iterable) -> tuple[set[str], set[float]]:
+    """Strings and numbers to compare against, as Elasticsearch coerces a term."""
+    strings, numbers = set(), set()
+    for v in values:
+        strings.add(str(v).lower() if isinstance(v, bool) else str(v))
+        try:
+            numbers.add(float(v))
+        except (TypeError, ValueError):
+            pass
+    return strings, numbers
+
+
+def _in_terms(value: Any, strings: set[str], numbers: set[float]) -> bool:
+    if isinstance(value, bool):
+        return str(value).lower() in strings
+    if isinstance(value, (int, float)):
+        return float(value) in numbers
+    return str(value) in strings
+
+
 class _Query:
-    """Evaluates a query over one index snapshot: returns {doc id: score}."""
+    """Compiles a query once into a predicate, then evaluates it over one index
+    snapshot: returns {doc id: score}."""
 
     def __init__(self, store: DocumentStore | None, index: str, snap: _CachedIndex):
         self.store, self.index, self.snap = store, index, snap
         self._text: dict[str, dict[str, float]] = {}
+        self._compiled: dict[str, Predicate] = {}
 
     def run(self, query: dict) -> dict[str, float]:
         if set(query) == {"function_score"}:
@@ -526,10 +564,11 @@ class _Query:
                     inner[doc_id] *= int.from_bytes(digest[:6], "big") / float(1 << 48)
             return inner
         text = self._text_clauses(query)
+        test = self.compile(query)
         if text is None:
-            return {i: 1.0 for i, d in self.snap.docs.items() if self.matches(query, d, i)}
+            return {i: 1.0 for i, d in self.snap.docs.items() if test(d, i)}
         return {i: s for i, s in text.items()
-                if i in self.snap.docs and self.matches(query, self.snap.docs[i], i)}
+                if i in self.snap.docs and test(self.snap.docs[i], i)}
 
     def _text_clauses(self, query: dict) -> dict[str, float] | None:
         """Scores from the full-text parts of a query (None when it has none)."""
@@ -554,50 +593,65 @@ class _Query:
         return self._text[key]
 
     def matches(self, query: dict, doc: dict, doc_id: str | None = None) -> bool:
+        return self.compile(query)(doc, doc_id)
+
+    def compile(self, query: dict) -> Predicate:
+        key = to_json(query)
+        if key not in self._compiled:
+            self._compiled[key] = self._compile(query)
+        return self._compiled[key]
+
+    def _compile(self, query: dict) -> Predicate:
         if len(query) != 1:
             raise UnsupportedQuery(f"query with clauses {sorted(query)}")
         (kind, spec), = query.items()
         if kind == "match_all":
-            return True
+            return lambda doc, doc_id: True
         if kind == "simple_query_string":
-            return doc_id in self._text_scores(spec)
+            hits = self._text_scores(spec)
+            return lambda doc, doc_id: doc_id in hits
         if kind == "bool":
-            return self._bool(spec, doc, doc_id)
+            return self._compile_bool(spec)
         if kind == "ids":
-            return doc_id in {str(v) for v in spec["values"]}
+            wanted = {str(v) for v in spec["values"]}
+            return lambda doc, doc_id: doc_id in wanted
         if kind == "nested":
-            path = spec["path"]
-            items = values_at(doc, path)
-            return any(self.matches(spec["query"], {path: item}) for item in items
-                       if isinstance(item, dict))
-        (name, arg), = spec.items()
-        values = values_at(doc, name)
-        if kind == "term":
-            arg = arg.get("value") if isinstance(arg, dict) else arg
-            return any(_same(v, arg) for v in values)
-        if kind == "terms":
-            return any(_same(v, a) for v in values for a in arg)
-        if kind == "range":
-            return any(_in_range(v, arg) for v in values)
+            path, inner = spec["path"], self._compile(spec["query"])
+            return lambda doc, doc_id: any(
+                inner({path: item}, doc_id) for item in values_at(doc, path)
+                if isinstance(item, dict))
         if kind == "exists":
-            return bool(values_at(doc, arg))
+            name = spec["field"]
+            return lambda doc, doc_id: bool(values_at(doc, name))
+        (name, arg), = spec.items()
+        if kind in ("term", "terms"):
+            if kind == "term":
+                arg = [arg.get("value") if isinstance(arg, dict) else arg]
+            strings, numbers = _terms_set(arg)
+            return lambda doc, doc_id: any(
+                _in_terms(v, strings, numbers) for v in values_at(doc, name))
+        if kind == "range":
+            return lambda doc, doc_id: any(_in_range(v, arg) for v in values_at(doc, name))
         raise UnsupportedQuery(f"query clause `{kind}`")
 
-    def _bool(self, spec: dict, doc: dict, doc_id: str | None) -> bool:
-        for clause in _as_list(spec.get("must")) + _as_list(spec.get("filter")):
-            if not self.matches(clause, doc, doc_id):
-                return False
-        for clause in _as_list(spec.get("must_not")):
-            if self.matches(clause, doc, doc_id):
-                return False
-        should = _as_list(spec.get("should"))
-        if should:
-            needed = spec.get("minimum_should_match")
-            if needed is None:
-                needed = 0 if (spec.get("must") or spec.get("filter")) else 1
-            hits = sum(self.matches(c, doc, doc_id) for c in should)
-            return hits >= int(needed)
-        return True
+    def _compile_bool(self, spec: dict) -> Predicate:
+        must = [self._compile(c) for c in _as_list(spec.get("must")) + _as_list(spec.get("filter"))]
+        must_not = [self._compile(c) for c in _as_list(spec.get("must_not"))]
+        should = [self._compile(c) for c in _as_list(spec.get("should"))]
+        needed = spec.get("minimum_should_match")
+        if needed is None:
+            needed = 0 if (spec.get("must") or spec.get("filter")) else 1
+        needed = int(needed) if should else 0
+
+        def test(doc: dict, doc_id: str | None) -> bool:
+            for t in must:
+                if not t(doc, doc_id):
+                    return False
+            for t in must_not:
+                if t(doc, doc_id):
+                    return False
+            return not needed or sum(t(doc, doc_id) for t in should) >= needed
+        return test
 
 
 def _sort_value(doc: dict, name: str, spec: dict, store_query: _Query) -> Any:
