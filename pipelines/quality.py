@@ -4,8 +4,9 @@ refusal filters, and n-gram decontamination against an evaluation set.
 Every filter takes rows (SFT ``messages`` or ranked ``prompt``/``responses``) and
 returns ``(kept_rows, removed_count)``, so a pipeline can record each count in its
 dataset card. The table work is done in polars; near-dedup is our own vectorised
-MinHash (numpy) with LSH banding, about 10x faster than a ``datasets.map`` over
-``datasketch`` on the same data (``bench/dedup.py`` measures it).
+MinHash (numpy) with LSH banding; ``bench/dedup.py`` compares it with a
+``datasets.map`` over ``datasketch`` (60x faster side by side on 20k prompts, 25x at
+1M against the baseline's linear extrapolation, on a shared 2-core machine).
 """
 
 from __future__ import annotations

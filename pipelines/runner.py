@@ -252,6 +252,13 @@ def run(build: Build, rows: list[dict], *, fresh: bool = False,
         pipeline, journal = build(pending)
         journal.path = str(path)
         if ray:
+            import importlib.util
+
+            if importlib.util.find_spec("ray") is None:
+                from alignment.errors import ConfigError
+
+                raise ConfigError("--ray needs Ray: pip install 'align[ray]' (then set "
+                                  "RAY_ADDRESS to use a running cluster)")
             # RayPipeline calls ray.init(), which joins the cluster named by RAY_ADDRESS
             # or starts a local one; `ray job submit` runs it on a remote cluster.
             pipeline = pipeline.ray()
