@@ -39,11 +39,14 @@ def read_ranked(path: str | os.PathLike) -> list[dict]:
     return load_ranked(path)
 
 
-def _create_dataset(client: ArgillaClient, name: str, workspace: dict, n: int, chat: bool,
-                    scale, min_submitted: int, guidelines: str) -> dict:
+def _create_dataset(client: ArgillaClient, name: str, workspace: dict, rows: list[dict], n: int,
+                    chat: bool, scale, min_submitted: int, guidelines: str) -> dict:
     ds = client.post("/api/v1/datasets", {
         "name": name, "workspace_id": workspace["id"], "guidelines": guidelines,
         "allow_extra_metadata": False,
+        "metadata": {"judge": ", ".join(sorted({str(r.get("judge") or "unknown")
+                                                for r in rows})),
+                     "created_by": "align annotate push"},
         "distribution": {"strategy": "overlap", "min_submitted": min_submitted}})
     settings = rec.dataset_settings(n, chat, scale)
     for f in settings["fields"]:
@@ -86,7 +89,8 @@ def push(client: ArgillaClient, rows: list[dict], dataset_name: str, *,
     ds = client.dataset(dataset_name, ws["id"])
     created = ds is None
     if created:
-        ds = _create_dataset(client, dataset_name, ws, n, chat, scale, min_submitted, guidelines)
+        ds = _create_dataset(client, dataset_name, ws, rows, n, chat, scale, min_submitted,
+                             guidelines)
     else:
         _check_matches(client, ds, n, chat)
     questions = {q["name"]: q["id"] for q in client.questions(ds["id"])}

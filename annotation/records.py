@@ -9,8 +9,8 @@ Field and question names are fixed so pull can read any dataset push wrote:
 - ``comment``: optional TextQuestion.
 
 The AI judge's ranking (and, where its scale allows, a rating) are suggestions with
-a score in [0, 1]; the judge's raw scores and response lengths are metadata, so an
-annotator or a curator can filter on them.
+a score in [0, 1]; the source, the judge's raw scores and the response lengths are
+metadata, so an annotator or a curator can filter and sort on them.
 """
 
 from __future__ import annotations
@@ -99,12 +99,12 @@ def dataset_settings(n: int, chat: bool, score_range_: tuple[float, float] | Non
         {"name": COMMENT, "title": "Comment (optional)", "required": False,
          "settings": {"type": "text", "use_markdown": False}},
     ]
+    # Argilla validates every metadata value of every record through a freshly built
+    # pydantic adapter, which dominates push time: keep the list to what curators filter
+    # on (the judge's name is the same on every row and goes into the dataset's metadata)
     metadata = [
         {"name": "source", "title": "Source", "settings": {"type": "terms"}},
-        {"name": "judge", "title": "AI judge", "settings": {"type": "terms"}},
         {"name": "n_responses", "title": "Responses", "settings": {"type": "integer"}},
-        {"name": "judge_margin", "title": "Judge margin (best − second)",
-         "settings": {"type": "float"}},
     ]
     for i in range(n):
         metadata.append({"name": f"judge_score_{i + 1}", "title": f"Judge score {i + 1}",
@@ -163,10 +163,8 @@ def to_record(row: dict, question_ids: dict[str, str],
     fields.update({response_name(i): text for i, text in enumerate(responses)})
     scores = list(row.get("scores") or [None] * len(responses))
     present = sorted((s for s in scores if s is not None), reverse=True)
-    metadata: dict[str, Any] = {
-        "source": str(row.get("source") or "unknown"), "judge": str(row.get("judge") or "unknown"),
-        "n_responses": len(responses),
-        "judge_margin": float(present[0] - present[1]) if len(present) > 1 else None}
+    metadata: dict[str, Any] = {"source": str(row.get("source") or "unknown"),
+                                "n_responses": len(responses)}
     for i, text in enumerate(responses):
         metadata[f"length_{i + 1}"] = len(text)
         metadata[f"judge_score_{i + 1}"] = float(scores[i]) if scores[i] is not None else None
