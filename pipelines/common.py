@@ -128,6 +128,7 @@ class RatingJudgeStep(Step):
         scale: lowest and highest rating, e.g. (1, 5) or (0, 4).
         judge_batch_size: (prompt, response) pairs per forward pass.
         min_digit_mass: withhold verdicts whose digit probability mass is below this.
+        num_threads: torch CPU threads for the judge's process (None: torch's default).
 
     Input columns:
         - instruction (`str`): the prompt the responses answer.
@@ -153,6 +154,7 @@ class RatingJudgeStep(Step):
     scale: tuple[int, int] = (1, 5)
     judge_batch_size: int = 8
     min_digit_mass: float = 0.0
+    num_threads: int | None = None
 
     _judge: Any = PrivateAttr(None)
 
@@ -169,6 +171,10 @@ class RatingJudgeStep(Step):
         super().load()
         from alignment.judges import RatingJudge
 
+        if self.num_threads:
+            import torch
+
+            torch.set_num_threads(self.num_threads)
         self._judge = RatingJudge(self.judge_model, rubric=self.aspects, scale=self.scale,
                                   batch_size=self.judge_batch_size,
                                   min_digit_mass=self.min_digit_mass)

@@ -15,6 +15,7 @@ names an OpenAI-compatible server. distilabel caches each step under
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import time
@@ -87,9 +88,12 @@ def build_pipeline(cfg: PreferenceConfig, seeds: list[str]):
     from pipelines.common import CleanInstructions, RatingJudgeStep, pipeline_cache_dir
     from pipelines.llms import make_llm
 
+    # teacher and judge may run at the same time in two processes: half the cores each
+    threads = max(1, (os.cpu_count() or 2) // 2)
+
     def teacher(**gen):
-        return make_llm(cfg.teacher, cfg.base_url, cfg.api_key_env,
-                        batch_size=cfg.batch_size, seed=cfg.seed, **gen)
+        return make_llm(cfg.teacher, cfg.base_url, cfg.api_key_env, batch_size=cfg.batch_size,
+                        num_threads=threads, seed=cfg.seed, **gen)
 
     with Pipeline(name="align-preference", cache_dir=pipeline_cache_dir(),
                   description="seed instructions -> teacher responses -> rating judge") as p:
@@ -114,7 +118,7 @@ def build_pipeline(cfg: PreferenceConfig, seeds: list[str]):
         judge = RatingJudgeStep(
             name="judge", judge_model=cfg.judge, aspects=list(cfg.aspects),
             scale=tuple(cfg.scale), judge_batch_size=cfg.judge_batch_size,
-            min_digit_mass=cfg.min_digit_mass, input_batch_size=max(cfg.batch_size, 8))
+            min_digit_mass=cfg.min_digit_mass, num_threads=threads, input_batch_size=max(cfg.batch_size, 8))
         head >> respond >> judge
     return p
 
