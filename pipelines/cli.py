@@ -13,6 +13,16 @@ import sys
 PIPELINES: dict[str, tuple[str, str]] = {
     "preference": ("pipelines.preference",
                    "seed instructions -> N teacher responses -> rating judge -> ranked data"),
+    "self-instruct": ("pipelines.self_instruct",
+                      "Alpaca Self-Instruct: new instructions (ROUGE-L novelty), then answers"),
+    "evol-instruct": ("pipelines.evol_instruct",
+                      "WizardLM Evol-Instruct: in-depth/in-breadth rounds with elimination"),
+    "orca": ("pipelines.orca", "Orca explanation tuning: step-by-step answers under 16 "
+             "system messages"),
+    "multi-turn": ("pipelines.multi_turn", "UltraChat-style conversations with a simulated user"),
+    "reversal": ("pipelines.reversal", "reversal augmentation: facts and Q/A in both directions"),
+    "responses": ("pipelines.responses",
+                  "N candidate responses per prompt from one or more models (unscored)"),
     "ultrafeedback": ("pipelines.ultrafeedback",
                       "rate responses 1-5 on four UltraFeedback aspects, with rationales"),
     "helpsteer": ("pipelines.helpsteer",
