@@ -13,6 +13,7 @@ import argparse
 import json
 import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -62,7 +63,11 @@ def parse_recipe_args(types: Sequence[type], argv: Sequence[str],
     from trl import TrlParser
 
     argv = list(argv)
-    parser = TrlParser(list(types))
+    # the recipe module (where ScriptArguments lives) names the command and describes it
+    recipe = sys.modules[types[0].__module__]
+    parser = TrlParser(list(types), prog=f"align {recipe.__name__.rsplit('.', 1)[-1]}",
+                       description=recipe.__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     config = _read_config(parser, argv)
     explicit = set(config) | _flags_given(parser, argv)
     # A first look without building the dataclasses: their __post_init__ validates

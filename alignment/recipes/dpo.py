@@ -85,6 +85,7 @@ def main(argv: list[str]) -> int:
         raise ConfigError("--eval_strategy is on but there is nothing to evaluate on; give "
                           "--eval_dataset or --eval_split > 0, or set --eval_strategy no")
     model_path = training.resolve_model_spec(script.model, model_args)
+    resume = training.resume_checkpoint(config)
 
     # --- Data -------------------------------------------------------------------------
     pairs = training.load_pairs(script.dataset, config.seed)
@@ -115,7 +116,7 @@ def main(argv: list[str]) -> int:
         trainer.model.print_trainable_parameters()
 
     # --- Train ----------------------------------------------------------------------------
-    result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    result = trainer.train(resume_from_checkpoint=resume)
     eval_metrics = trainer.evaluate() if eval_pairs is not None else None
 
     # --- Save -------------------------------------------------------------------------
