@@ -169,13 +169,15 @@ class RatingJudge:
     def _verdicts(self, aspect: str, prompts: Sequence[str], responses: Sequence[str]
                   ) -> list[dict]:
         import torch
+        from tqdm.auto import tqdm
 
         fitted = [self._fit(aspect, p, r) for p, r in zip(prompts, responses, strict=True)]
         results: list[dict | None] = [None] * len(fitted)
         todo = sorted((i for i, (ids, _) in enumerate(fitted) if ids is not None),
                       key=lambda i: -len(fitted[i][0]))
         digits = list(self.digit_ids)
-        for start in range(0, len(todo), self.batch_size):
+        for start in tqdm(range(0, len(todo), self.batch_size), desc=f"judge [{aspect}]",
+                          unit="batch", disable=None, leave=False):
             rows = todo[start:start + self.batch_size]
             batch = self.tokenizer.pad({"input_ids": [fitted[i][0] for i in rows]},
                                        return_tensors="pt")

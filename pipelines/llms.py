@@ -138,6 +138,7 @@ class BatchedTransformersLLM(LLM):
                      ) -> tuple[list[list[str]], list[list[int]]]:
         """Generate from token ids; returns texts and generated-token counts per prompt."""
         import torch
+        from tqdm.auto import tqdm
 
         seed = self.seed if seed is None else seed
         if seed is not None:
@@ -153,7 +154,10 @@ class BatchedTransformersLLM(LLM):
         counts: list[list[int]] = [[] for _ in encoded]
         # longest first: similar lengths share a batch, so little padding is wasted
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
-        for start in range(0, len(order), self.batch_size):
+        starts = range(0, len(order), self.batch_size)
+        # a bar on a terminal only (disable=None), one tick per generate call
+        for start in tqdm(starts, desc=f"generate [{self.model}]", unit="batch", disable=None,
+                          leave=False):
             rows = order[start:start + self.batch_size]
             batch = tok.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt")
             with torch.inference_mode():
