@@ -201,7 +201,11 @@ def run_preference_pipeline(output: str | Path | None = None, **options) -> Path
     start = time.time()
     seeds = select_seeds(cfg)
     distiset = build_pipeline(cfg, seeds).run(use_cache=cfg.use_cache)
-    rows = list(distiset["default"]["train"])
+    rows = list(distiset["default"]["train"]) if "default" in distiset else []
+    if not rows:
+        raise ConfigError("the pipeline produced no rows (with --self-instruct: no generated "
+                          "instruction survived cleaning); try more seeds, another teacher, "
+                          "or run without --self-instruct")
     counts = {"instructions": len(rows), "responses": 0, "teacher_failures": 0,
               "judge_failures": 0, "low_digit_mass_under_0.5": 0,
               "rows_dropped_under_2_responses": 0, "_mass_sum": 0.0}
