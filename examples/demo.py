@@ -41,6 +41,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="smallest judge-score gap that makes a pair")
     ap.add_argument("--epochs", type=float, default=2.0)
     ap.add_argument("--max-steps", type=int, default=-1)
+    ap.add_argument("--max-length", type=int, default=192,
+                    help="prompt + completion tokens per DPO example")
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--win-rate", action=argparse.BooleanOptionalAction, default=True,
+                    help="also judge trained-vs-base generations on held-out prompts")
     ap.add_argument("--seed", type=int, default=0)
     return ap.parse_args(argv)
 
@@ -113,10 +118,14 @@ def main(argv: list[str] | None = None) -> int:
 
     t = step("4/5 align dpo (LoRA on the student)")
     run_dir = out / "dpo"
-    run_align(["dpo", "--dataset", str(train_path), "--eval_dataset", str(heldout_path),
+    # evaluation happens once, in step 5, on the held-out prompts
+    run_align(["dpo", "--dataset", str(train_path), "--eval_split", "0",
+               "--eval_strategy", "no", "--save_strategy", "no",
                "--model", args.student, "--output_dir", str(run_dir),
+               "--max_length", str(args.max_length),
+               "--per_device_train_batch_size", str(args.batch_size),
                "--num_train_epochs", str(args.epochs), "--max_steps", str(args.max_steps),
-               "--seed", str(args.seed)])
+               "--logging_steps", "1", "--seed", str(args.seed)])
     print(f"({time.time() - t:.0f}s)")
 
     t = step("5/5 align eval (trained policy vs base on held-out pairs)")
