@@ -7,6 +7,11 @@ anything parseable, but one forward pass over a strict rubric prompt ending in
 digits, take their expectation as the score, and keep how much of the whole
 distribution the digits got (``digit_mass``): a low mass means the model was not about
 to answer with a digit, and every consumer can see it.
+
+``PairwiseJudge`` applies the same reading to a comparison: two responses, shown in both
+orders, and the probabilities of the labels "A" and "B". A verdict counts only where
+both orders agree; where they disagree the judge was following the position, and the
+item is a tie.
 """
 
 from __future__ import annotations
@@ -238,3 +243,217 @@ class RatingJudge:
                                    for a in self.aspects}),
             })
         return out
+
+
+# ---------------------------------------------------------------------------------------
+# Pairwise: which of two responses is better, asked in both orders
+
+PAIRWISE_TEMPLATE = (
+    "You are a strict judge. Compare two responses to the same instruction and decide "
+    "which one is better: correct, helpful, relevant and clearly written. Do not let the "
+    "order of the responses or their length sway you.\n\n"
+    "### Instruction\n{instruction}\n\n"
+    "### Response A\n{response_a}\n\n"
+    "### Response B\n{response_b}\n\n"
+    "Which response is better? Answer with a single letter, A or B."
+)
+PAIRWISE_PREFIX = "Better response: "
+
+
+class PairwiseJudge:
+    """Picks the better of two responses from the probabilities of the labels "A" and "B".
+
+    Each pair is shown twice, once as (A=a, B=b) and once swapped, one batched forward
+    pass per order; the judge's next-token probabilities of "A" and "B" after
+    ``prefix`` are renormalised over the two labels. Per item:
+
+    - ``p_a_first``: probability that response ``a`` is better when shown first (as A);
+    - ``p_a_second``: the same when ``a`` is shown second (as B);
+    - ``p_a``: their mean, the order-averaged probability that ``a`` is better;
+    - ``consistent``: both orders pick the same response (each strictly past 0.5);
+    - ``winner``: ``"a"`` or ``"b"`` where the orders agree (then ``p_a`` is on that side
+      of 0.5 too); ``"tie"`` where they disagree, which is position bias, not a verdict
+      on content (or where a probability is exactly 0.5); ``None`` where no verdict was
+      possible (prompt too long for the judge even truncated, or no mass on either label);
+    - ``label_mass``: the smallest share, over the two orders, of the whole next-token
+      distribution that went to "A" or "B" (low: the judge was not about to answer);
+    - ``raw``: a JSON string with both orders' probabilities, top tokens and any error.
+
+    Args:
+        model: a bundled model name, a model folder or a hub id.
+        batch_size: prompts per forward pass.
+        max_length: token budget of a judge prompt (default: the model's context);
+            longer responses lose their tails, evenly.
+        prefix: text after the assistant generation prompt, so the next token is a label.
+        template: the user turn, with ``{instruction}``, ``{response_a}``, ``{response_b}``.
+
+    A small judge (the bundled 135M SmolLM2) is weak and strongly position-biased: expect
+    many ties and treat its verdicts as a smoke signal, not a measurement.
+    """
+
+    labels = ("A", "B")
+
+    def __init__(self, model: str = "smollm2", batch_size: int = 8,
+                 max_length: int | None = None, prefix: str = PAIRWISE_PREFIX,
+                 template: str = PAIRWISE_TEMPLATE):
+        self.model_spec, self.batch_size = str(model), batch_size
+        self.prefix, self.template = prefix, template
+        self.tokenizer, self.model, self.max_length = _load_judge_model(self.model_spec,
+                                                                        max_length)
+        self.label_ids = {label: self._label_ids(label) for label in self.labels}
+        if set(self.label_ids["A"]) & set(self.label_ids["B"]):
+            raise ConfigError(f"judge model {self.model_spec}: labels A and B share a token")
+
+    @property
+    def name(self) -> str:
+        return f"pairwise-judge:{self.model_spec}"
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False).input_ids
+
+    def _label_ids(self, label: str) -> list[int]:
+        # every single-token spelling counts: the one the tokenizer makes after the
+        # prefix, and the bare and space-led variants (a model may prefer either)
+        base, full = self._encode(self.prefix), self._encode(self.prefix + label)
+        ids = {full[-1]} if full[:len(base)] == base and len(full) == len(base) + 1 else set()
+        for variant in (label, f" {label}"):
+            enc = self._encode(variant)
+            if len(enc) == 1:
+                ids.add(enc[0])
+        if not ids:
+            raise ConfigError(f"judge model {self.model_spec}: the label '{label}' is not a "
+                              "single token in its tokenizer; use a different judge model")
+        return sorted(ids)
+
+    def render(self, instruction: str, response_a: str, response_b: str) -> str:
+        """The judge prompt as text, up to and including the label prefix."""
+        user = self.template.format(instruction=instruction, response_a=response_a,
+                                    response_b=response_b)
+        if self.tokenizer.chat_template is None:
+            return f"{user}\n\n{self.prefix}"
+        text = self.tokenizer.apply_chat_template([{"role": "user", "content": user}],
+                                                  tokenize=False, add_generation_prompt=True)
+        return text + self.prefix
+
+    def _fit(self, instruction: str, first: str, second: str) -> tuple[list[int] | None, dict]:
+        """Token ids of one order's prompt, cutting both responses' tails if too long."""
+        ids = self._encode(self.render(instruction, first, second))
+        info: dict[str, Any] = {"prompt_tokens": len(ids), "truncated": False}
+        if len(ids) <= self.max_length:
+            return ids, info
+        a_ids, b_ids = self._encode(first), self._encode(second)
+        # margin for the marks and for tokens merging differently at the cuts
+        budget = self.max_length - (len(ids) - len(a_ids) - len(b_ids)) - 24
+        if budget > 0:
+            keep_a = min(len(a_ids), max(budget // 2, budget - len(b_ids)))
+            keep_b = min(len(b_ids), budget - keep_a)
+
+            def cut(tokens: list[int], keep: int) -> str:
+                text = self.tokenizer.decode(tokens[:keep])
+                return text + TRUNCATION_MARK if keep < len(tokens) else text
+            ids = self._encode(self.render(instruction, cut(a_ids, keep_a), cut(b_ids, keep_b)))
+            info.update(truncated=True, prompt_tokens=len(ids))
+            if len(ids) <= self.max_length:
+                return ids, info
+        info["error"] = (f"judge prompt needs {info['prompt_tokens']} tokens even with the "
+                         f"responses truncated; the judge's context is {self.max_length}")
+        return None, info
+
+    def _label_probs(self, prompts: list[list[int] | None], desc: str) -> list[dict | None]:
+        """For each prompt: P(A), P(B) renormalised, their mass and the top tokens."""
+        out: list[dict | None] = [None] * len(prompts)
+        todo = [i for i, ids in enumerate(prompts) if ids is not None]
+        for i, probs in zip(todo, _next_token_probs(self.model, self.tokenizer,
+                                                    [prompts[i] for i in todo],
+                                                    self.batch_size, desc)):
+            mass = {label: float(probs[ids].sum()) for label, ids in self.label_ids.items()}
+            total = mass["A"] + mass["B"]
+            top = _top_tokens(self.tokenizer, probs)
+            out[i] = {"p_A": mass["A"] / total if total > 0 and math.isfinite(total) else None,
+                      "label_mass": total, "top_tokens": top}
+        return out
+
+    def compare(self, prompts: Sequence[str], responses_a: Sequence[str],
+                responses_b: Sequence[str]) -> list[dict]:
+        """One verdict per (prompt, a, b); see the class docstring for the fields."""
+        if not len(prompts) == len(responses_a) == len(responses_b):
+            raise ValueError(f"{len(prompts)} prompts, {len(responses_a)} responses a and "
+                             f"{len(responses_b)} responses b: give one of each per item")
+        first = [self._fit(p, a, b) for p, a, b in zip(prompts, responses_a, responses_b)]
+        second = [self._fit(p, b, a) for p, a, b in zip(prompts, responses_a, responses_b)]
+        probs_first = self._label_probs([ids for ids, _ in first], "judge [a first]")
+        probs_second = self._label_probs([ids for ids, _ in second], "judge [a second]")
+        return [self._verdict(f, s, fi, si) for f, s, (_, fi), (_, si)
+                in zip(probs_first, probs_second, first, second)]
+
+    def _verdict(self, first: dict | None, second: dict | None, info_first: dict,
+                 info_second: dict) -> dict:
+        raw: dict[str, Any] = {"judge": self.name, "a_first": {**info_first, **(first or {})},
+                               "a_second": {**info_second, **(second or {})}}
+        # in the second order a is shown as B, so a wins with the probability of "B"
+        p_first = first["p_A"] if first else None
+        p_second = 1 - second["p_A"] if second and second["p_A"] is not None else None
+        mass = min(first["label_mass"] if first else 0.0, second["label_mass"] if second else 0.0)
+        if p_first is None or p_second is None:
+            raw.setdefault("error", info_first.get("error") or info_second.get("error")
+                           or "the judge gave no probability to either label")
+            return {"p_a_first": p_first, "p_a_second": p_second, "p_a": None, "winner": None,
+                    "consistent": False, "label_mass": mass, "raw": json.dumps(raw)}
+
+        def side(p: float) -> str:
+            return "a" if p > 0.5 else "b" if p < 0.5 else "tie"
+        consistent = side(p_first) == side(p_second) != "tie"
+        p_a = (p_first + p_second) / 2
+        winner = side(p_a) if consistent else "tie"
+        return {"p_a_first": p_first, "p_a_second": p_second, "p_a": p_a, "winner": winner,
+                "consistent": consistent, "label_mass": mass, "raw": json.dumps(raw)}
+
+
+def _top_tokens(tokenizer, probs, k: int = 5) -> list:
+    import torch
+
+    top = torch.topk(probs, k)
+    return [(tokenizer.decode([t]), round(float(v), 4))
+            for v, t in zip(top.values.tolist(), top.indices.tolist())]
+
+
+def _load_judge_model(spec: str, max_length: int | None):
+    """(tokenizer padding on the left, model in eval mode, prompt token budget)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from alignment.models import resolve_model
+
+    path = resolve_model(spec)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.padding_side = "left"  # the verdict is read at the right edge
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    context = getattr(model.config, "max_position_embeddings", None) or 2048
+    return tokenizer, model, min(max_length or context, context)
+
+
+def _next_token_probs(model, tokenizer, prompts: list[list[int]], batch_size: int,
+                      desc: str) -> list:
+    """Next-token distributions after each prompt, longest first in left-padded batches;
+    returned in the prompts' order."""
+    import torch
+    from tqdm.auto import tqdm
+
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    out: list = [None] * len(prompts)
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch",
+                      disable=None, leave=False):
+        rows = order[start:start + batch_size]
+        batch = tokenizer.pad({"input_ids": [prompts[i] for i in rows]}, return_tensors="pt")
+        mask = batch["attention_mask"]
+        # left padding: positions must count real tokens only, as generate() does
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            logits = model(input_ids=batch["input_ids"], attention_mask=mask,
+                           position_ids=positions, logits_to_keep=1).logits[:, -1]
+        probs = torch.softmax(logits.float(), dim=-1)
+        for j, i in enumerate(rows):
+            out[i] = probs[j]
+    return out
