@@ -8,8 +8,9 @@
 Run it as ``align generate preference -o data/ranked.jsonl`` or
 ``python pipelines/preference.py --help``; ``run_preference_pipeline`` is the same from
 Python. The teacher is the bundled SmolLM2 in-process (batched) unless ``--base-url``
-names an OpenAI-compatible server. distilabel caches each step under
-``$ALIGN_HOME/pipelines``, so re-running the same command resumes instead of restarting.
+names an OpenAI-compatible server. Every finished row is journalled under
+``$ALIGN_HOME/pipelines`` (see ``pipelines/runner.py``), so re-running the same command,
+even after a SIGKILL, resumes instead of restarting and writes each row exactly once.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ class PreferenceConfig:
     seed: int = _opt(0, "seed for sampling seeds and responses")
     pairs: str | None = _opt(None, "also write TRL preference pairs here")
     pair_strategy: str = _opt("best-worst", "pairing: best-worst, best-random or all")
-    use_cache: bool = _opt(True, "resume from distilabel's cache of an identical run")
+    use_cache: bool = _opt(True, "resume an interrupted identical run from its journal "
+                           "(--no-use-cache starts over)")
 
 
 def select_seeds(cfg: PreferenceConfig) -> list[str]:
@@ -79,13 +81,7 @@ def select_seeds(cfg: PreferenceConfig) -> list[str]:
     return random.Random(cfg.seed).sample(seeds, cfg.num_instructions)
 
 
-def build_pipeline(cfg: PreferenceConfig, seeds: list[str]):
-    """The distilabel DAG; each step loads its own model in its own process."""
-    from distilabel.pipeline import Pipeline
-    from distilabel.steps import LoadDataFromDicts
-    from distilabel.steps.tasks import SelfInstruct, TextGeneration
-
-    from pipelines.common import CleanInstructions, RatingJudgeStep, pipeline_cache_dir
+def _teacher_factory(cfg: PreferenceConfig):
     from pipelines.llms import make_llm
 
     # teacher and judge may run at the same time in two processes: half the cores each
@@ -94,21 +90,40 @@ def build_pipeline(cfg: PreferenceConfig, seeds: list[str]):
     def teacher(**gen):
         return make_llm(cfg.teacher, cfg.base_url, cfg.api_key_env, batch_size=cfg.batch_size,
                         num_threads=threads, seed=cfg.seed, **gen)
+    return teacher, threads
 
-    with Pipeline(name="align-preference", cache_dir=pipeline_cache_dir(),
-                  description="seed instructions -> teacher responses -> rating judge") as p:
-        if cfg.self_instruct:
-            load = LoadDataFromDicts(name="load_seeds", data=[{"input": s} for s in seeds])
-            instruct = SelfInstruct(
-                name="self_instruct", num_instructions=cfg.instructions_per_seed,
-                llm=teacher(max_new_tokens=160, temperature=0.7, top_p=cfg.top_p),
-                input_batch_size=max(cfg.batch_size, 8))
-            clean = CleanInstructions(name="clean_instructions",
-                                      max_instructions=cfg.num_instructions)
-            head = load >> instruct >> clean
-        else:
-            head = LoadDataFromDicts(name="load_seeds",
-                                     data=[{"instruction": s} for s in seeds])
+
+def build_self_instruct(cfg: PreferenceConfig, rows: list[dict]):
+    """Phase 1 of --self-instruct: each seed row -> a list of new instructions."""
+    from distilabel.pipeline import Pipeline
+    from distilabel.steps.tasks import SelfInstruct
+
+    from pipelines.runner import Journal, cache_root, load_rows
+
+    teacher, _ = _teacher_factory(cfg)
+    with Pipeline(name="align-preference-instructions", cache_dir=cache_root(),
+                  description="seed instructions -> new instructions (SelfInstruct)") as p:
+        instruct = SelfInstruct(
+            name="self_instruct", num_instructions=cfg.instructions_per_seed,
+            llm=teacher(max_new_tokens=160, temperature=0.7, top_p=cfg.top_p),
+            input_batch_size=max(cfg.batch_size, 8))
+        journal = Journal(name="journal", columns=["id", "order", "input", "instructions"])
+        load_rows(rows, max(cfg.batch_size, 8)) >> instruct >> journal
+    return p, journal
+
+
+def build_pipeline(cfg: PreferenceConfig, rows: list[dict]):
+    """The distilabel DAG over instruction rows (id, order, instruction); each step loads
+    its own model in its own process, and the journal makes a killed run resumable."""
+    from distilabel.pipeline import Pipeline
+    from distilabel.steps.tasks import TextGeneration
+
+    from pipelines.common import RatingJudgeStep
+    from pipelines.runner import Journal, cache_root, load_rows
+
+    teacher, threads = _teacher_factory(cfg)
+    with Pipeline(name="align-preference", cache_dir=cache_root(),
+                  description="instructions -> teacher responses -> rating judge") as p:
         respond = TextGeneration(
             name="responses", num_generations=cfg.num_responses, group_generations=True,
             output_mappings={"generation": "generations"},  # grouped: one list per row
@@ -118,9 +133,31 @@ def build_pipeline(cfg: PreferenceConfig, seeds: list[str]):
         judge = RatingJudgeStep(
             name="judge", judge_model=cfg.judge, aspects=list(cfg.aspects),
             scale=tuple(cfg.scale), judge_batch_size=cfg.judge_batch_size,
-            min_digit_mass=cfg.min_digit_mass, num_threads=threads, input_batch_size=max(cfg.batch_size, 8))
-        head >> respond >> judge
-    return p
+            min_digit_mass=cfg.min_digit_mass, num_threads=threads,
+            input_batch_size=max(cfg.batch_size, 8))
+        extra = ["ratings"] if len(cfg.aspects) > 1 else []
+        journal = Journal(name="journal", columns=[
+            "id", "order", "instruction", "generations", "model_name", "scores",
+            "judge_raw", "judge_digit_mass", "judge", *extra])
+        load_rows(rows, max(cfg.batch_size, 8)) >> respond >> judge >> journal
+    return p, journal
+
+
+def instructions_for(cfg: PreferenceConfig, seeds: list[str]) -> list[str]:
+    """The instructions to answer: the seeds, or (--self-instruct) new ones from them."""
+    if not cfg.self_instruct:
+        return seeds
+    from alignment.data import prompt_id
+    from pipelines import runner
+    from pipelines.common import CleanInstructions
+
+    seed_rows = [{"id": prompt_id(s), "order": i, "input": s}
+                 for i, s in enumerate(dict.fromkeys(seeds))]
+    got = runner.run(lambda rows: build_self_instruct(cfg, rows), seed_rows,
+                     fresh=not cfg.use_cache)
+    clean = CleanInstructions(name="clean_instructions", max_instructions=cfg.num_instructions)
+    clean.load()
+    return [r["instruction"] for r in next(clean.process(got))]
 
 
 def to_ranked(rows: list[dict], counts: dict) -> list[dict]:
@@ -200,12 +237,17 @@ def run_preference_pipeline(output: str | Path | None = None, **options) -> Path
         raise ConfigError("--num-responses must be at least 2 to rank responses")
     start = time.time()
     seeds = select_seeds(cfg)
-    distiset = build_pipeline(cfg, seeds).run(use_cache=cfg.use_cache)
-    rows = list(distiset["default"]["train"]) if "default" in distiset else []
-    if not rows:
-        raise ConfigError("the pipeline produced no rows (with --self-instruct: no generated "
+    from alignment.data import prompt_id
+    from pipelines import runner
+
+    instructions = list(dict.fromkeys(instructions_for(cfg, seeds)))
+    if not instructions:
+        raise ConfigError("no instructions to answer (with --self-instruct: no generated "
                           "instruction survived cleaning); try more seeds, another teacher, "
                           "or run without --self-instruct")
+    todo = [{"id": prompt_id(t), "order": i, "instruction": t}
+            for i, t in enumerate(instructions)]
+    rows = runner.run(lambda r: build_pipeline(cfg, r), todo, fresh=not cfg.use_cache)
     counts = {"instructions": len(rows), "responses": 0, "teacher_failures": 0,
               "judge_failures": 0, "low_digit_mass_under_0.5": 0,
               "rows_dropped_under_2_responses": 0, "_mass_sum": 0.0}

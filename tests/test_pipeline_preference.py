@@ -79,3 +79,16 @@ def test_smollm2_end_to_end(smollm2, tmp_path):
     assert len(rows) == 2 and all(len(r["responses"]) == 2 for r in rows)
     assert all(r["models"] == ["smollm2", "smollm2"] for r in rows)
     assert read_card(out)["counts"]["mean_digit_mass"] > 0.5
+
+
+def test_rerun_with_other_settings_does_not_reuse_rows_and_same_run_resumes(tiny_model, tmp_path):
+    """distilabel leaves a loader's data out of its cache key; ours must not mix runs."""
+    common = dict(teacher=str(tiny_model), judge=str(tiny_model), num_responses=2,
+                  max_new_tokens=4, batch_size=2)
+    first = read_rows(run_preference_pipeline(tmp_path / "a.jsonl", num_instructions=2, **common))
+    second = read_rows(run_preference_pipeline(tmp_path / "b.jsonl", num_instructions=4, **common))
+    assert len(first) == 2 and len(second) == 4
+    # the same run again is answered from its journal: identical rows, nothing regenerated
+    again = read_rows(run_preference_pipeline(tmp_path / "c.jsonl", num_instructions=4, **common))
+    assert again == second
+
