@@ -6,8 +6,9 @@ Every pair of a row's responses is shown twice, once as (A, B) and once swapped.
 judge with no position bias gives the same winner both times; the fraction of pairs
 where it does is the **position-consistency rate**, printed and written to the card.
 
-- In-process: the prompt ends "Verdict: " and the verdict is read off the
-  probabilities of the tokens "A" and "B" (renormalised over the two). The pair's
+- In-process (``alignment.judges.PairwiseJudge``, given the endpoint's prompt): the
+  assistant turn starts "Verdict: " and the verdict is read off the probabilities of
+  the tokens "A" and "B" (renormalised over the two). The pair's
   score is the mean, over both orders, of the probability each response wins.
 - Endpoint (``--base-url``): the answer must be "Verdict: A" or "Verdict: B" (or a bare
   letter, or JSON ``{"verdict": "A"}``); anything else is a parse failure kept raw.
@@ -34,6 +35,8 @@ if __package__ in (None, ""):  # run as a script: make `pipelines` and `alignmen
 from distilabel.models.llms.base import LLM
 from distilabel.steps import Step, StepInput
 from pydantic import PrivateAttr
+
+from pipelines.feedback import PAIRWISE_TEMPLATE
 
 if TYPE_CHECKING:
     from distilabel.typing import StepOutput
@@ -93,9 +96,13 @@ class PairwiseJudgeStep(Step):
         if self.llm is not None:
             self.llm.load()
             return
-        from alignment.judges import RatingJudge
+        from alignment.judges import PairwiseJudge
 
-        self._model = RatingJudge(self.judge_model, batch_size=self.judge_batch_size)
+        # the endpoint's prompt, so both backends are asked the same question
+        template = PAIRWISE_TEMPLATE.replace("{a}", "{response_a}").replace("{b}",
+                                                                            "{response_b}")
+        self._model = PairwiseJudge(self.judge_model, batch_size=self.judge_batch_size,
+                                    prefix=PREFIX, template=template)
 
     def process(self, inputs: StepInput) -> "StepOutput":  # type: ignore[override]
         from pipelines.feedback import prompt_text, ranks_from_scores
@@ -109,7 +116,7 @@ class PairwiseJudgeStep(Step):
             name, verdicts = f"{self.llm.model_name} (endpoint, strict parse)", \
                 self._endpoint(inputs, asks)
         else:
-            name, verdicts = f"pairwise:{self.judge_model} (A/B token probabilities)", \
+            name, verdicts = f"{self._model.name} (A/B token probabilities)", \
                 self._in_process(inputs, asks)
         for row in inputs:
             row["comparisons"] = []
@@ -139,29 +146,19 @@ class PairwiseJudgeStep(Step):
         return out
 
     def _in_process(self, inputs: list, asks: list) -> list:
-        from pipelines.feedback import (fit_responses, label_token_ids, next_token_probs,
-                                        pairwise_prompt, render_chat)
-
-        judge = self._model
-        tok = judge.tokenizer
-        texts = []
-        for r, i, j, instr in asks:
-            def build(rs, instr=instr):
-                return render_chat(tok, pairwise_prompt(instr, *rs), PREFIX)
-            shown, _ = fit_responses(tok, build, [inputs[r]["responses"][i],
-                                                  inputs[r]["responses"][j]], judge.max_length)
-            texts.append(build(shown))
-        ids = label_token_ids(tok, PREFIX, "AB")
+        # asks come in twos, (i, j) then (j, i); PairwiseJudge asks both orders itself
+        pairs = asks[::2]
+        verdicts = self._model.compare([instr for *_, instr in pairs],
+                                       [inputs[r]["responses"][i] for r, i, _, _ in pairs],
+                                       [inputs[r]["responses"][j] for r, _, j, _ in pairs])
         out = []
-        for (_, i, j, _), p in zip(asks, next_token_probs(judge.model, tok, texts, ids,
-                                                          self.judge_batch_size)):
-            mass = p["A"] + p["B"]
-            raw = json.dumps({"p_A": round(p["A"], 5), "p_B": round(p["B"], 5)})
-            if mass <= 0:
-                out.append((None, None, raw))
-                continue
-            p_first = p["A"] / mass
-            out.append((i if p_first >= 0.5 else j, p_first, raw))
+        for (_, i, j, _), v in zip(pairs, verdicts):
+            # the probability that the response shown first wins, in each order
+            for first, second, p in ((i, j, v["p_a_first"]),
+                                     (j, i, None if v["p_a_second"] is None
+                                      else 1 - v["p_a_second"])):
+                winner = None if p is None or p == 0.5 else first if p > 0.5 else second
+                out.append((winner, p, v["raw"]))
         return out
 
 
