@@ -164,3 +164,49 @@ def test_lora_reference_is_the_base_with_adapters_off(tiny_model, tmp_path):
     assert trainer.ref_model is None
     assert list(trainer.model.peft_config) == ["default"]
     assert "ref_chosen_logps" in trainer.train_dataset.column_names
+
+
+def test_tokens_per_second_counts_every_step(tiny_model, tmp_path):
+    # 5 steps logged every 2: without the final-step log the last logged token count
+    # would stop at step 4 and understate the rate
+    import datasets
+    from trl import DPOConfig, DPOTrainer
+
+    tok = training.load_tokenizer(str(tiny_model))
+    pairs = training.chat_format_pairs(datasets.Dataset.from_list(PLAIN * 2), tok)
+    args = DPOConfig(output_dir=str(tmp_path), report_to="none", bf16=False, use_cpu=True,
+                     gradient_checkpointing=False, per_device_train_batch_size=1,
+                     max_steps=5, logging_steps=2, save_strategy="no")
+    model = training.load_causal_lm(str(tiny_model), _model_config())
+    trainer = DPOTrainer(model=model, args=args, train_dataset=pairs, processing_class=tok)
+    totals = training.track_totals(trainer)
+    result = trainer.train()
+    m = training.final_metrics(trainer.state.log_history, result, None, totals)
+
+    logged = [e for e in trainer.state.log_history if "num_tokens" in e]
+    assert [e["step"] for e in logged] == [2, 4, 5]
+    # what was trained on: five batches of one pair (all pairs are alike), the attention
+    # mask of its chosen and rejected sequences
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert logged[-1]["num_tokens"] == 5 * int(batch["attention_mask"].sum())
+    assert m["tokens_per_s"] == pytest.approx(logged[-1]["num_tokens"] / m["train_runtime_s"])
+    assert m["train"]["num_tokens"] == logged[-1]["num_tokens"]
+
+
+def test_final_metrics_leaves_out_a_rate_it_cannot_vouch_for():
+    # a trainer built without track_totals: the last token count is from step 4 of 5
+    from transformers.trainer_utils import TrainOutput
+
+    output = TrainOutput(global_step=5, training_loss=0.5, metrics={"train_runtime": 10.0})
+    history = [{"loss": 0.7, "num_tokens": 100, "step": 2},
+               {"loss": 0.6, "num_tokens": 200, "step": 4},
+               {"train_runtime": 10.0, "step": 5}]
+    assert training.final_metrics(history, output, None)["tokens_per_s"] is None
+    history.insert(2, {"loss": 0.5, "num_tokens": 250, "step": 5})
+    assert training.final_metrics(history, output, None)["tokens_per_s"] == 25.0
+
+
+def _model_config():
+    from trl import ModelConfig
+
+    return ModelConfig(dtype="float32")

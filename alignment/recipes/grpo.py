@@ -153,15 +153,18 @@ def main(argv: list[str]) -> int:
         trainer.model.print_trainable_parameters()
 
     # --- Train ----------------------------------------------------------------------------
+    totals = training.track_totals(trainer)
     result = trainer.train(resume_from_checkpoint=resume)
 
     # --- Save -------------------------------------------------------------------------
     out = Path(config.output_dir)
     trainer.save_model(str(out))
+    trainer.save_state()
+    if not training.writes_outputs(trainer):  # other ranks: the main process writes the rest
+        return 0
     tokenizer.padding_side = "right"
     tokenizer.save_pretrained(out)
-    trainer.save_state()
-    metrics = training.final_metrics(trainer.state.log_history, result, None)
+    metrics = training.final_metrics(trainer.state.log_history, result, None, totals)
     rewards = [e["reward"] for e in trainer.state.log_history if "reward" in e]
     metrics.update(prompts=len(prompts), reward_model=script.reward_model,
                    reward_first=rewards[0] if rewards else None,

@@ -133,15 +133,19 @@ def main(argv: list[str]) -> int:
         trainer.model.print_trainable_parameters()
 
     # --- Train ----------------------------------------------------------------------------
+    totals = training.track_totals(trainer)
     result = trainer.train(resume_from_checkpoint=resume)
     eval_metrics = trainer.evaluate()
 
     # --- Save: adapter, then the merged full model that scorers load ------------------
     out = Path(config.output_dir)
     trainer.save_state()
-    final = trainer.model
     if model_args.use_peft:
         trainer.save_model(str(out / "adapter"))
+    if not training.writes_outputs(trainer):  # other ranks: the main process writes the rest
+        return 0
+    final = trainer.model
+    if model_args.use_peft:
         final = trainer.model.merge_and_unload()
     final.config.pad_token_id = tokenizer.pad_token_id
     final.save_pretrained(out)
@@ -153,7 +157,7 @@ def main(argv: list[str]) -> int:
     chosen_r = score_ids(final, held["chosen_ids"])
     rejected_r = score_ids(final, held["rejected_ids"])
     wins = [c > r for c, r in zip(chosen_r, rejected_r)]
-    metrics = training.final_metrics(trainer.state.log_history, result, eval_metrics)
+    metrics = training.final_metrics(trainer.state.log_history, result, eval_metrics, totals)
     metrics.update(train_pairs=len(train_pairs), eval_pairs=len(eval_pairs),
                    heldout_pairs_scored=len(wins),
                    heldout_accuracy=sum(wins) / len(wins) if wins else None,
