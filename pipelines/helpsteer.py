@@ -4,7 +4,8 @@ coherence, complexity and verbosity (NVIDIA HelpSteer's five attributes).
     ranked dataset ──► AspectRatingStep (per response × attribute) ──► ranked dataset + card
 
 The overall score is, by default, the helpfulness rating alone, the same rule
-``alignment.data`` applies when it reads published HelpSteer data; ``--weights
+``alignment.data`` applies when it reads published HelpSteer data (the plain mean of the
+rated attributes when ``--aspects`` leaves helpfulness out); ``--weights
 helpfulness=0.65 correctness=0.8 coherence=0.45`` gives a weighted mean instead.
 Complexity and verbosity describe a response rather than grade it, so they are kept
 in ``ratings`` and weigh nothing unless asked.
@@ -101,7 +102,10 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
     from alignment.errors import ConfigError
 
     aspects = {a: ASPECTS[a] for a in args.aspects}
-    weights = parse_weights(args.weights) if args.weights else DEFAULT_WEIGHTS
+    if args.weights:
+        weights = parse_weights(args.weights)
+    else:  # helpfulness alone, or the plain mean when helpfulness is not rated
+        weights = DEFAULT_WEIGHTS if "helpfulness" in aspects else dict.fromkeys(aspects, 1.0)
     if missing := sorted(set(weights) - set(aspects)):
         raise ConfigError(f"weighted attribute(s) {missing} are not rated; add them to "
                           "--aspects or change --weights")
