@@ -13,8 +13,16 @@ A run folder holding a LoRA adapter (``adapter_config.json``) is loaded once: th
 is the base with the adapter, the reference the same weights with the adapter off. A
 full model needs ``--base`` and loads both.
 
-A judged win rate (policy vs base generations, scored by an AI judge) belongs here too;
-``win_rate`` in the output stays null until a judge is wired in through ``judge_win_rate``.
+Judged win rate (on by default; ``--no_win_rate`` skips it): for the first
+``--win_rate_prompts`` distinct held-out prompts, the policy and the reference each write a
+greedy answer (``--max_new_tokens``; for an adapter, the same weights with the adapter on
+and off), and ``alignment.judges.PairwiseJudge`` (``--judge``, default the bundled
+SmolLM2-135M) compares them in both orders. ``win_rate`` = (wins + 0.5 * ties) / judged,
+where a tie is a pair whose two orders disagree (position bias) or an exact 0.5; the tie
+and position-inconsistency rates are reported beside it. The first ``--samples`` answers
+are kept side by side (prompt, base, trained, verdict) in the JSON and in
+``<output>.samples.md``. A 135M judge is weak and position-biased: read its win rate as
+a smoke signal and look at the samples; pass a stronger ``--judge`` for a real figure.
 """
 
 from __future__ import annotations
@@ -150,10 +158,17 @@ def _recorded_beta(run: Path) -> float | None:
 
 def evaluate(model: str, dataset: str, base: str | None = None, beta: float | None = None,
              batch_size: int = 4, max_length: int | None = 512,
-             max_pairs: int | None = None) -> dict:
-    """Score every held-out pair under the policy and the reference; return the figures."""
+             max_pairs: int | None = None, judge: str | None = "smollm2",
+             win_rate_prompts: int = 16, max_new_tokens: int = 64, samples: int = 5) -> dict:
+    """Score every held-out pair under the policy and the reference; return the figures.
+
+    With a ``judge`` (a model spec), also the judged win rate of the policy's greedy
+    answers over the reference's on ``win_rate_prompts`` prompts; ``judge=None`` skips it.
+    """
     from alignment.training import chat_format_pairs, load_pairs, take
 
+    if judge and win_rate_prompts > 0:
+        _check_judge(judge, max_new_tokens)
     pairs = take(load_pairs([dataset]), max_pairs)
     beta = beta or _recorded_beta(Path(model)) or 0.1
     policy, reference, tokenizer, base_path = load_policy(model, base)
@@ -162,23 +177,145 @@ def evaluate(model: str, dataset: str, base: str | None = None, beta: float | No
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     policy_logps = completion_logps(policy, tokenized, pad, max_length, batch_size)
     # one copy of the weights for an adapter: the reference is the policy with it switched off
-    with policy.disable_adapter() if reference is None else contextlib.nullcontext():
+    with _as_reference(policy, reference):
         reference_logps = completion_logps(reference or policy, tokenized, pad, max_length,
                                            batch_size)
     figures = preference_figures(policy_logps, reference_logps, beta)
-    return {"model": str(model), "base": base_path, "dataset": str(dataset),
-            "pairs": len(tokenized), "beta": beta, **figures,
-            "win_rate": judge_win_rate(policy, reference, pairs, judge=None)}
+    result = {"model": str(model), "base": base_path, "dataset": str(dataset),
+              "pairs": len(tokenized), "beta": beta, **figures, "win_rate": None}
+    if judge and win_rate_prompts > 0:
+        judged = judge_win_rate(policy, reference, tokenizer, pairs, judge,
+                                n_prompts=win_rate_prompts, max_new_tokens=max_new_tokens,
+                                samples=samples)
+        result["win_rate"] = judged["win_rate"]
+        result["judged"] = {k: v for k, v in judged.items() if k != "samples"}
+        result["samples"] = judged["samples"]
+    return result
 
 
-def judge_win_rate(policy, reference, pairs, judge=None) -> float | None:
-    """Where a judged win rate plugs in: generate with both models, let ``judge`` pick.
+def _check_judge(judge: str, max_new_tokens: int) -> None:
+    """Refuse a judge that cannot load, before minutes go into scoring and generating."""
+    from alignment.models import ModelNotAvailable, resolve_model
 
-    Not computed yet: returns None when no judge is given.
+    if max_new_tokens < 1:
+        raise ConfigError(f"--max_new_tokens {max_new_tokens}: answers need at least one "
+                          "token; or pass --no_win_rate to skip the judged win rate")
+    try:
+        resolve_model(judge)
+    except ModelNotAvailable as e:
+        raise ConfigError(f"--judge {judge}: {e}; or pass --no_win_rate") from None
+
+
+def _as_reference(policy, reference):
+    return policy.disable_adapter() if reference is None else contextlib.nullcontext()
+
+
+def distinct_prompts(pairs, n: int) -> list:
+    """The first ``n`` distinct prompts of the pairs, in order (pairs often share one)."""
+    seen, out = set(), []
+    for row in pairs:
+        key = json.dumps(row["prompt"])
+        if key not in seen:
+            seen.add(key)
+            out.append(row["prompt"])
+        if len(out) == n:
+            break
+    return out
+
+
+def generate(model, tokenizer, prompts: list, max_new_tokens: int, batch_size: int) -> list[str]:
+    """Greedy answers to each prompt (a conversation or plain text), batch by batch."""
+    import torch
+
+    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+             if isinstance(p, list) else p for p in prompts]
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"  # answers start at the right edge
+    device = next(model.parameters()).device
+    answers: list[str] = []
+    try:
+        for start in range(0, len(texts), batch_size):
+            # the chat template already wrote any BOS the model wants
+            batch = tokenizer(texts[start:start + batch_size], return_tensors="pt",
+                              padding=True, add_special_tokens=not isinstance(prompts[0], list))
+            with torch.inference_mode():
+                out = model.generate(**batch.to(device), max_new_tokens=max_new_tokens,
+                                     do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:],
+                                              skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side = side
+    return [a.strip() for a in answers]
+
+
+def prompt_text(prompt) -> str:
+    """What the judge reads as the instruction: the user turn, or the whole conversation."""
+    if isinstance(prompt, str):
+        return prompt
+    if len(prompt) == 1:
+        return prompt[0]["content"]
+    return "\n\n".join(f"{m['role']}: {m['content']}" for m in prompt)
+
+
+def judge_win_rate(policy, reference, tokenizer, pairs, judge: str, n_prompts: int = 16,
+                   max_new_tokens: int = 64, generate_batch_size: int = 16,
+                   judge_batch_size: int = 8, samples: int = 5) -> dict:
+    """Generate with the policy and the reference, let a PairwiseJudge pick; the figures.
+
+    ``reference`` None means the policy is a PEFT model whose adapter is switched off for
+    the reference's answers.
     """
-    if judge is None:
-        return None
-    raise ConfigError("judged win rate is not available yet; run without a judge")
+    import time
+
+    from alignment.judges import PairwiseJudge
+
+    started = time.perf_counter()
+    prompts = distinct_prompts(pairs, n_prompts)
+    # decoding is one token per step for the whole batch: wide batches cost little more
+    # than narrow ones on CPU, so every prompt goes in one (up to generate_batch_size)
+    trained = generate(policy, tokenizer, prompts, max_new_tokens, generate_batch_size)
+    with _as_reference(policy, reference):
+        base = generate(reference or policy, tokenizer, prompts, max_new_tokens,
+                        generate_batch_size)
+    generated = time.perf_counter()
+    verdicts = PairwiseJudge(judge, batch_size=judge_batch_size).compare(
+        [prompt_text(p) for p in prompts], trained, base)
+    winners = [v["winner"] for v in verdicts]
+    judged = sum(w is not None for w in winners)
+    wins, losses, ties = winners.count("a"), winners.count("b"), winners.count("tie")
+    inconsistent = sum(w is not None and not v["consistent"] for w, v in zip(winners, verdicts))
+
+    def rate(x: float) -> float | None:
+        return x / judged if judged else None
+    return {
+        "judge": judge, "prompts": len(prompts), "judged": judged, "max_new_tokens": max_new_tokens,
+        "wins": wins, "losses": losses, "ties": ties, "no_verdict": len(prompts) - judged,
+        "win_rate": rate(wins + 0.5 * ties), "tie_rate": rate(ties),
+        "position_inconsistent_rate": rate(inconsistent),
+        "identical_answers": sum(t == b for t, b in zip(trained, base)),
+        "generate_seconds": round(generated - started, 1),
+        "judge_seconds": round(time.perf_counter() - generated, 1),
+        "samples": [{"prompt": prompt_text(p), "base": b, "trained": t, "winner": v["winner"],
+                     "p_trained": v["p_a"], "consistent": v["consistent"]}
+                    for p, b, t, v in list(zip(prompts, base, trained, verdicts))[:samples]],
+    }
+
+
+def samples_markdown(result: dict) -> str:
+    """The kept generations side by side, for a person to read."""
+    j = result["judged"]
+    names = {"a": "trained", "b": "base", "tie": "tie (orders disagree)", None: "no verdict"}
+    lines = [f"# Side by side: {result['model']} vs its base", "",
+             f"Judge `{j['judge']}`, greedy answers of at most {j['max_new_tokens']} tokens. "
+             "A small judge is weak and position-biased; read the answers, not just the verdicts.",
+             ""]
+    for i, s in enumerate(result["samples"], 1):
+        p = "-" if s["p_trained"] is None else f"{s['p_trained']:.2f}"
+        lines += [f"## {i}. {s['prompt'][:80]}", "", f"**Prompt**\n\n{s['prompt']}", "",
+                  f"**Base**\n\n{s['base'] or '(empty)'}", "",
+                  f"**Trained**\n\n{s['trained'] or '(empty)'}", "",
+                  f"**Verdict**: {names[s['winner']]} (P(trained better), order-averaged: {p})",
+                  ""]
+    return "\n".join(lines)
 
 
 def format_table(result: dict) -> str:
@@ -189,6 +326,17 @@ def format_table(result: dict) -> str:
     lines = [f"{result['pairs']} held-out pairs, beta={result['beta']}",
              f"{'':<38} {'policy':>8} {'reference':>10}"]
     lines += [f"{name:<38} {a:>8} {b:>10}" for name, a, b in rows]
+    j = result.get("judged")
+    if j:
+        def pct(x: float | None) -> str:
+            return "-" if x is None else f"{x:.3f}"
+        lines += [f"judged win rate vs reference ({j['judge']}, {j['judged']}/{j['prompts']} "
+                  f"prompts, {j['wins']}W {j['losses']}L {j['ties']}T)",
+                  f"{'  win rate (ties count half)':<38} {pct(j['win_rate']):>8}",
+                  f"{'  tie rate':<38} {pct(j['tie_rate']):>8}",
+                  f"{'  position-inconsistent rate':<38} {pct(j['position_inconsistent_rate']):>8}"]
+        if j["identical_answers"]:
+            lines.append(f"  ({j['identical_answers']} prompt(s) got the same answer from both)")
     return "\n".join(lines)
 
 
@@ -205,16 +353,36 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--max_length", type=int, default=512)
     parser.add_argument("--max_pairs", type=int, help="score at most this many pairs")
+    judged = parser.add_argument_group(
+        "judged win rate", "greedy answers of the policy and the reference to held-out "
+        "prompts, compared by an AI judge in both orders; on by default")
+    judged.add_argument("--judge", default="smollm2",
+                        help="judge model: bundled name, folder or hub id (default: smollm2, "
+                             "135M parameters: weak and position-biased, a smoke signal only)")
+    judged.add_argument("--no_win_rate", "--no-win-rate", action="store_true",
+                        help="skip generation and judging")
+    judged.add_argument("--win_rate_prompts", "--win-rate-prompts", type=int, default=16,
+                        help="judge the first N distinct held-out prompts (default 16)")
+    judged.add_argument("--max_new_tokens", "--max-new-tokens", type=int, default=64,
+                        help="longest greedy answer, in tokens (default 64)")
+    judged.add_argument("--samples", type=int, default=5,
+                        help="answers kept side by side in the JSON and <output>.samples.md")
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
     result = evaluate(args.model, args.dataset, base=args.base, beta=args.beta,
                       batch_size=args.batch_size, max_length=args.max_length,
-                      max_pairs=args.max_pairs)
+                      max_pairs=args.max_pairs, judge=None if args.no_win_rate else args.judge,
+                      win_rate_prompts=args.win_rate_prompts,
+                      max_new_tokens=args.max_new_tokens, samples=args.samples)
     print(format_table(result))
     output = args.output or (Path(args.model) / "eval.json" if Path(args.model).is_dir() else None)
     if output:
         Path(output).write_text(json.dumps(result, indent=2))
         print(f"figures: {output}")
+        if result.get("samples"):
+            md = Path(output).with_suffix(".samples.md")
+            md.write_text(samples_markdown(result))
+            print(f"samples: {md}")
     return 0
