@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dpo": ("alignment.recipes.dpo", "direct preference optimisation (and its loss variants)"),
     "kto": ("alignment.recipes.kto", "KTO on unpaired good/bad completions"),
     "orpo": ("alignment.recipes.orpo", "ORPO: SFT and preference in one loss"),
+    "cpo": ("alignment.recipes.cpo", "CPO, and SimPO with --loss_type simpo (experimental in TRL)"),
     "merge": ("alignment.recipes.merge", "fold adapters into bases, merge fine-tunes"),
     "eval": ("alignment.evaluate", "preference accuracy, reward margins and win rate"),
     "report": ("alignment.report", "render a run's plots and summary again"),
