@@ -130,8 +130,10 @@ def main(argv: list[str] | None = None) -> int:
 
     t = step("5/5 align eval (trained policy vs base on held-out pairs)")
     eval_path = out / "eval.json"
+    judged = (["--judge", args.judge, "--max_new_tokens", "48", "--win_rate_prompts", "8"]
+              if args.win_rate else ["--no_win_rate"])
     run_align(["eval", "--model", str(run_dir), "--dataset", str(heldout_path),
-               "--output", str(eval_path)])
+               "--output", str(eval_path), *judged])
     print(f"({time.time() - t:.0f}s)")
 
     result = json.loads(eval_path.read_text())
