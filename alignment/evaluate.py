@@ -159,7 +159,7 @@ def _recorded_beta(run: Path) -> float | None:
 def evaluate(model: str, dataset: str, base: str | None = None, beta: float | None = None,
              batch_size: int = 4, max_length: int | None = 512,
              max_pairs: int | None = None, judge: str | None = "smollm2",
-             win_rate_prompts: int = 16, max_new_tokens: int = 64, samples: int = 5) -> dict:
+             win_rate_prompts: int = 10, max_new_tokens: int = 64, samples: int = 5) -> dict:
     """Score every held-out pair under the policy and the reference; return the figures.
 
     With a ``judge`` (a model spec), also the judged win rate of the policy's greedy
@@ -256,7 +256,7 @@ def prompt_text(prompt) -> str:
     return "\n\n".join(f"{m['role']}: {m['content']}" for m in prompt)
 
 
-def judge_win_rate(policy, reference, tokenizer, pairs, judge: str, n_prompts: int = 16,
+def judge_win_rate(policy, reference, tokenizer, pairs, judge: str, n_prompts: int = 10,
                    max_new_tokens: int = 64, generate_batch_size: int = 16,
                    judge_batch_size: int = 8, samples: int = 5) -> dict:
     """Generate with the policy and the reference, let a PairwiseJudge pick; the figures.
@@ -290,6 +290,9 @@ def judge_win_rate(policy, reference, tokenizer, pairs, judge: str, n_prompts: i
         "judge": judge, "prompts": len(prompts), "judged": judged, "max_new_tokens": max_new_tokens,
         "wins": wins, "losses": losses, "ties": ties, "no_verdict": len(prompts) - judged,
         "win_rate": rate(wins + 0.5 * ties), "tie_rate": rate(ties),
+        # a constant position bias cancels in the order-averaged probability, so its mean
+        # still carries a (weak) signal when every item is a tie
+        "p_trained_mean": rate(sum(v["p_a"] for v in verdicts if v["p_a"] is not None)),
         "position_inconsistent_rate": rate(inconsistent),
         "identical_answers": sum(t == b for t, b in zip(trained, base)),
         "generate_seconds": round(generated - started, 1),
@@ -334,7 +337,8 @@ def format_table(result: dict) -> str:
                   f"prompts, {j['wins']}W {j['losses']}L {j['ties']}T)",
                   f"{'  win rate (ties count half)':<38} {pct(j['win_rate']):>8}",
                   f"{'  tie rate':<38} {pct(j['tie_rate']):>8}",
-                  f"{'  position-inconsistent rate':<38} {pct(j['position_inconsistent_rate']):>8}"]
+                  f"{'  position-inconsistent rate':<38} {pct(j['position_inconsistent_rate']):>8}",
+                  f"{'  mean P(trained better), both orders':<38} {pct(j['p_trained_mean']):>8}"]
         if j["identical_answers"]:
             lines.append(f"  ({j['identical_answers']} prompt(s) got the same answer from both)")
     return "\n".join(lines)
@@ -361,8 +365,8 @@ def main(argv: list[str]) -> int:
                              "135M parameters: weak and position-biased, a smoke signal only)")
     judged.add_argument("--no_win_rate", "--no-win-rate", action="store_true",
                         help="skip generation and judging")
-    judged.add_argument("--win_rate_prompts", "--win-rate-prompts", type=int, default=16,
-                        help="judge the first N distinct held-out prompts (default 16)")
+    judged.add_argument("--win_rate_prompts", "--win-rate-prompts", type=int, default=10,
+                        help="judge the first N distinct held-out prompts (default 10)")
     judged.add_argument("--max_new_tokens", "--max-new-tokens", type=int, default=64,
                         help="longest greedy answer, in tokens (default 64)")
     judged.add_argument("--samples", type=int, default=5,

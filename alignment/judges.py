@@ -257,7 +257,9 @@ PAIRWISE_TEMPLATE = (
     "### Response B\n{response_b}\n\n"
     "Which response is better? Answer with a single letter, A or B."
 )
-PAIRWISE_PREFIX = "Better response: "
+# No trailing space: SmolLM2 then answers " A" / " B" with several times more label mass
+# than after "Better response: ", where it drifts to digits and newlines.
+PAIRWISE_PREFIX = "Better response:"
 
 
 class PairwiseJudge:

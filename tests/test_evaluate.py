@@ -66,7 +66,7 @@ def test_eval_judged_win_rate_and_samples(run, tiny_model, tmp_path, capsys):
     assert 0 <= result["win_rate"] <= 1 and result["win_rate"] == judged["win_rate"]
     assert result["win_rate"] == pytest.approx(
         (judged["wins"] + 0.5 * judged["ties"]) / judged["judged"])
-    for key in ("tie_rate", "position_inconsistent_rate"):
+    for key in ("tie_rate", "position_inconsistent_rate", "p_trained_mean"):
         assert 0 <= judged[key] <= 1
     assert judged["judge"] == str(tiny_model) and judged["max_new_tokens"] == 6
     assert len(result["samples"]) == 2

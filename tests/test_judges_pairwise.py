@@ -110,3 +110,21 @@ def test_long_responses_are_truncated_and_too_long_prompts_have_no_verdict(tiny_
 def test_mismatched_lengths_are_refused(tiny_model):
     with pytest.raises(ValueError, match="one of each"):
         PairwiseJudge(str(tiny_model)).compare(["q"], ["a", "b"], ["c"])
+
+
+@pytest.mark.slow
+def test_smollm2_pairwise_on_right_vs_wrong(smollm2):
+    """SmolLM2-135M answers with a label; how often its two orders agree and how often it
+    then picks the right answer is printed, not asserted (a 135M judge is weak)."""
+    from tests.test_judges import CHECKS
+
+    judge = PairwiseJudge("smollm2", batch_size=8)
+    verdicts = judge.compare([c[0] for c in CHECKS], [c[1] for c in CHECKS],
+                             [c[2] for c in CHECKS])
+    assert all(v["winner"] in ("a", "b", "tie") for v in verdicts)
+    assert min(v["label_mass"] for v in verdicts) > 0.05
+    consistent = sum(v["consistent"] for v in verdicts)
+    right = sum(v["winner"] == "a" for v in verdicts)
+    print(f"smollm2 pairwise judge: {consistent}/{len(CHECKS)} position-consistent, "
+          f"{right} right, mean label mass "
+          f"{sum(v['label_mass'] for v in verdicts) / len(verdicts):.2f}")
