@@ -32,14 +32,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--judge", default="smollm2", help="model scoring them (rating-token "
                     "probabilities); `qwen-judge` after `make judge-model` is stronger")
     ap.add_argument("--student", default="smollm2", help="model trained with DPO")
-    ap.add_argument("--num-instructions", type=int, default=32)
+    ap.add_argument("--num-instructions", type=int, default=24)
     ap.add_argument("--num-responses", type=int, default=4)
-    ap.add_argument("--max-new-tokens", type=int, default=80)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--heldout-fraction", type=float, default=0.25,
                     help="fraction of prompts (not pairs) kept out of training")
     ap.add_argument("--margin", type=float, default=0.25,
                     help="smallest judge-score gap that makes a pair")
-    ap.add_argument("--epochs", type=float, default=2.0)
+    ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--max-steps", type=int, default=-1)
     ap.add_argument("--max-length", type=int, default=192,
                     help="prompt + completion tokens per DPO example")
