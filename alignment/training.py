@@ -152,6 +152,10 @@ def lora_cpu_defaults(output_dir: str, learning_rate: float, has_eval: bool) -> 
     d["lora_r"] = (16, "LoRA rank")
     d["lora_alpha"] = (32, "LoRA scale (2 x rank)")
     d["lora_target_modules"] = (["all-linear"], "adapt every linear layer but the LM head")
+    if not has_accelerator():
+        # with dropout PEFT keeps a dropped-out copy of every adapted layer's input for the
+        # backward pass; at 0 it skips it (a short CPU run has little to over-fit anyway)
+        d["lora_dropout"] = (0.0, "no dropped-out copies of the activations to keep")
     d["learning_rate"] = (learning_rate, "suits LoRA adapters")
     d["per_device_train_batch_size"] = (4, "small batches keep a CPU step short")
     d["per_device_eval_batch_size"] = (4, "")
@@ -179,8 +183,6 @@ def check_before_loading(model_args, training_args) -> None:
     if quantized and not model_args.use_peft:
         raise ConfigError("a quantized base cannot be fine-tuned in full; add --use_peft true "
                           "(LoRA) or drop --load_in_4bit/--load_in_8bit")
-    if model_args.use_peft and not model_args.lora_target_modules:
-        raise ConfigError("--use_peft needs --lora_target_modules (e.g. all-linear)")
     if training_args.bf16 and training_args.fp16:
         raise ConfigError("--bf16 and --fp16 are exclusive; pick one")
 
@@ -317,6 +319,21 @@ def load_tokenizer(path: str):
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
+
+
+def resolve_lora_targets(model_args, model) -> None:
+    """Fill in ``lora_target_modules`` when it was left unset (None).
+
+    Unset means the layers PEFT adapts by default for the model's architecture (the
+    attention's q_proj and v_proj on Llama, Mistral and Qwen); an architecture PEFT has
+    no default for gets every linear layer.
+    """
+    if not model_args.use_peft or model_args.lora_target_modules:
+        return
+    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as defaults
+
+    found = defaults.get(getattr(model.config, "model_type", None))
+    model_args.lora_target_modules = list(found) if found else ["all-linear"]
 
 
 def load_causal_lm(path: str, model_args):

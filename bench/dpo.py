@@ -7,16 +7,18 @@ built here with a fixed seed) on the bundled SmolLM2-135M-Instruct, each in its 
 memory is separable (the parent reads each child's own rusage with os.wait4).
 
 - align: `align dpo --dataset pairs.jsonl --model smollm2` with nothing else changed but
-  --eval_split 0 (so both train on the same pairs) and --logging_steps 1 (so the token
-  count of the last step is logged).
+  --eval_split 0 (so both train on the same pairs), --logging_steps 1 and --save_strategy
+  no (as on the TRL side). `--align-args` adds flags, to try other settings.
 - trl: what TRL's example script (trl/scripts/dpo.py, its `--use_peft --lora_r 32
   --lora_alpha 16` command) builds: DPOTrainer from the model name, DPOConfig and
   ModelConfig defaults otherwise, plus only what a CPU needs (bf16 off where the CPU has
   no native bf16, use_cpu) and the same logging_steps.
 
-Tokens are TRL's own count of non-padding tokens trained on (`num_tokens`, the sum of the
-attention masks, reference pass not counted); time is the trainer's train_runtime (model
-loading and tokenisation excluded). Figures are printed; nothing is asserted.
+Tokens are TRL's own running count of non-padding tokens trained on (`num_tokens`, the
+sum of the attention masks, reference pass not counted) at the final step; time is the
+trainer's train_runtime (model loading and tokenisation excluded). On a shared machine
+wall time depends on what else runs, so the children's CPU seconds (whole process, user +
+system) are printed too. Figures are printed; nothing is asserted.
 """
 
 from __future__ import annotations
@@ -68,13 +70,13 @@ def make_pairs(n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
-def run_child(cmd: list[str], env: dict) -> tuple[int, int]:
-    """Run a command; return its exit code and its own peak RSS in bytes."""
+def run_child(cmd: list[str], env: dict) -> tuple[int, int, float]:
+    """Run a command; return its exit code, its own peak RSS in bytes and its CPU seconds."""
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     # ru_maxrss is in KiB on Linux
-    return proc.returncode, usage.ru_maxrss * 1024
+    return proc.returncode, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
 def trl_child(data: str, model: str, out: str, result: str) -> None:
@@ -137,7 +139,7 @@ def main() -> int:
     results = {}
     if args.only in (None, "align"):
         out = tmp / "align"
-        code, rss = run_child([sys.executable, "-m", "alignment.cli", "dpo", "--dataset", str(data),
+        code, rss, cpu = run_child([sys.executable, "-m", "alignment.cli", "dpo", "--dataset", str(data),
                                "--model", model, "--output_dir", str(out), "--eval_split", "0",
                                "--logging_steps", "1", "--save_strategy", "no",
                                *args.align_args.split()], env)
@@ -147,23 +149,24 @@ def main() -> int:
         m = json.loads((out / "metrics.json").read_text())
         results["align"] = {"train_runtime_s": m["train_runtime_s"],
                             "num_tokens": m["train"]["num_tokens"], "steps": m["global_step"],
-                            "peak_rss": rss}
+                            "peak_rss": rss, "cpu_s": cpu}
     if args.only in (None, "trl"):
         result = tmp / "trl.json"
-        code, rss = run_child([sys.executable, __file__, "--trl-child", str(data), model,
+        code, rss, cpu = run_child([sys.executable, __file__, "--trl-child", str(data), model,
                                str(tmp / "trl"), str(result)], env)
         if code != 0:
             print(f"TRL example failed (exit {code})", file=sys.stderr)
             return 1
-        results["trl"] = {**json.loads(result.read_text()), "peak_rss": rss}
+        results["trl"] = {**json.loads(result.read_text()), "peak_rss": rss, "cpu_s": cpu}
 
     print(f"\nDPO on {args.pairs} pairs, {Path(model).name}, one epoch, CPU "
           f"({os.cpu_count()} cores{', ' + str(args.threads) + ' threads' if args.threads else ''})")
-    print(f"{'':8}{'steps':>7}{'tokens':>9}{'train s':>9}{'tokens/s':>10}{'peak RSS MiB':>14}")
+    print(f"{'':8}{'steps':>7}{'tokens':>9}{'train s':>9}{'tokens/s':>10}{'peak RSS MiB':>14}"
+          f"{'cpu s':>8}")
     for name, r in results.items():
         r["tokens_per_s"] = r["num_tokens"] / r["train_runtime_s"]
         print(f"{name:8}{r['steps']:>7}{r['num_tokens']:>9.0f}{r['train_runtime_s']:>9.1f}"
-              f"{r['tokens_per_s']:>10.1f}{r['peak_rss'] / 2**20:>14.0f}")
+              f"{r['tokens_per_s']:>10.1f}{r['peak_rss'] / 2**20:>14.0f}{r['cpu_s']:>8.0f}")
     if len(results) == 2:
         a, t = results["align"], results["trl"]
         print(f"\nalign / trl: tokens/s x{a['tokens_per_s'] / t['tokens_per_s']:.2f}, "

@@ -210,3 +210,28 @@ def _model_config():
     from trl import ModelConfig
 
     return ModelConfig(dtype="float32")
+
+
+def test_dpo_cpu_working_defaults():
+    if training.has_accelerator():
+        pytest.skip("CPU defaults only apply without an accelerator")
+    (_, config, model_args), chosen = _dpo_args(["--dataset", "a.jsonl"])
+    # use_cpu: under `accelerate launch` the processes join one gloo group
+    assert config.use_cpu is True and "use_cpu" in chosen
+    # one pair per micro-batch, 4 per optimizer step; no checkpointing, no LoRA dropout
+    assert (config.per_device_train_batch_size, config.gradient_accumulation_steps) == (1, 4)
+    assert config.gradient_checkpointing is False and model_args.lora_dropout == 0.0
+    assert model_args.lora_target_modules is None  # resolved once the model is loaded
+
+
+def test_unset_lora_targets_follow_the_architecture(tiny_model):
+    from trl import ModelConfig
+
+    model_args = ModelConfig(use_peft=True, lora_target_modules=None)
+    model = training.load_causal_lm(str(tiny_model), model_args)
+    training.resolve_lora_targets(model_args, model)
+    assert model_args.lora_target_modules == ["q_proj", "v_proj"]  # Llama: PEFT's default
+    chosen = ModelConfig(use_peft=True, lora_target_modules=["all-linear"])
+    before = chosen.lora_target_modules  # ModelConfig keeps a one-item list as its item
+    training.resolve_lora_targets(chosen, model)
+    assert chosen.lora_target_modules == before == "all-linear"  # a user's choice is kept
