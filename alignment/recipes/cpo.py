@@ -150,15 +150,18 @@ def main(argv: list[str]) -> int:
         trainer.model.print_trainable_parameters()
 
     # --- Train ----------------------------------------------------------------------------
+    totals = training.track_totals(trainer)
     result = trainer.train(resume_from_checkpoint=resume)
     eval_metrics = trainer.evaluate() if eval_pairs is not None else None
 
     # --- Save -------------------------------------------------------------------------
     out = Path(config.output_dir)
     trainer.save_model(str(out))
-    tokenizer.save_pretrained(out)
     trainer.save_state()
-    metrics = training.final_metrics(trainer.state.log_history, result, eval_metrics)
+    if not training.writes_outputs(trainer):  # other ranks: the main process writes the rest
+        return 0
+    tokenizer.save_pretrained(out)
+    metrics = training.final_metrics(trainer.state.log_history, result, eval_metrics, totals)
     metrics.update(train_pairs=len(train_pairs),
                    eval_pairs=len(eval_pairs) if eval_pairs is not None else 0)
     metrics_path = training.write_metrics(
