@@ -20,9 +20,12 @@ SCRIPT = f"""
 import json, sys
 from pipelines import orca
 from pipelines.fake import FakeLLM
-prompts = [f"Question {{i}}: what is {{i}} times three?" for i in range({N_PROMPTS})]
-rows = orca.generate(prompts, FakeLLM(delay=0.3), batch_size=2)
-json.dump(rows, open(sys.argv[1], "w"))
+# the guard: distilabel's step processes start from a forkserver, which imports the
+# main module again (as any multiprocessing program without fork does)
+if __name__ == "__main__":
+    prompts = [f"Question {{i}}: what is {{i}} times three?" for i in range({N_PROMPTS})]
+    rows = orca.generate(prompts, FakeLLM(delay=0.3), batch_size=2)
+    json.dump(rows, open(sys.argv[1], "w"))
 """
 
 
