@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--judge", default="smollm2", help="model scoring them (rating-token "
                     "probabilities); `qwen-judge` after `make judge-model` is stronger")
     ap.add_argument("--student", default="smollm2", help="model trained with DPO")
-    ap.add_argument("--num-instructions", type=int, default=24)
+    ap.add_argument("--num-instructions", type=int, default=20)
     ap.add_argument("--num-responses", type=int, default=4)
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--heldout-fraction", type=float, default=0.25,
@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                "--model", args.student, "--output_dir", str(run_dir),
                "--max_length", str(args.max_length),
                "--per_device_train_batch_size", str(args.batch_size),
+               # one optimizer step per batch: with a few dozen pairs, more updates count
+               "--gradient_accumulation_steps", "1",
                "--num_train_epochs", str(args.epochs), "--max_steps", str(args.max_steps),
                "--logging_steps", "1", "--seed", str(args.seed)])
     print(f"({time.time() - t:.0f}s)")
