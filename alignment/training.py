@@ -4,7 +4,8 @@ A recipe (``alignment/recipes/<method>.py``) reads top to bottom and calls these
 for the parts that would otherwise be copied word for word into each of them: TRL's
 config parsing with our defaults layered in, the refusals that must happen before a model
 loads, tokenizer/model loading, the "chat template exactly once" normalisation of pairs,
-and the files a finished run leaves behind (``metrics.json``, ``README.md``).
+and the end of every run: train, save, and the files a finished run leaves behind
+(``metrics.json``, ``README.md``, the curves), so that a recipe states only what is its own.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -477,8 +478,11 @@ CARD_FIGURES = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins",
 
 def write_model_card(output_dir: str | Path, *, method: str, base_model: str,
                      datasets: dict[str, int], hyperparameters: dict, metrics: dict,
-                     adapter: bool) -> Path:
-    """A README.md saying what was trained on what, how well, and how to load it."""
+                     adapter: bool, unit: str = "pairs") -> Path:
+    """A README.md saying what was trained on what, how well, and how to load it.
+
+    ``unit`` names what the data table counts (pairs, rows, conversations, prompts).
+    """
     out = Path(output_dir)
     rows = "\n".join(f"| `{name}` | {count} |" for name, count in datasets.items())
     hyper = "\n".join(f"| `{k}` | `{v}` |" for k, v in hyperparameters.items())
@@ -510,7 +514,7 @@ tags: [align, trl, {method}]
 
 ## Data
 
-| dataset | pairs |
+| dataset | {unit} |
 |---|---|
 {rows}
 
@@ -553,6 +557,115 @@ def environment_note() -> str:
     threads = torch.get_num_threads()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return f"device={device} torch_threads={threads} cpus={os.cpu_count()}"
+
+
+# ---------------------------------------------------------------------------------------
+# The end of a run: train, save, write the run's files, say where they are
+
+
+@dataclass
+class Run:
+    """A finished ``trainer.train()``, as the process that writes the run's files sees it."""
+
+    trainer: Any
+    result: Any  # transformers' TrainOutput
+    eval_metrics: dict | None
+    totals: Any  # what track_totals returned
+    out: Path
+
+    @property
+    def steps(self) -> int:
+        return self.result.global_step
+
+
+def train_and_save(trainer, resume: str | bool | None, *, evaluate: bool, tokenizer=None,
+                   save_model: bool | str | Path = True) -> Run | None:
+    """Train (from checkpoint ``resume``, if any), evaluate once more if asked, and save.
+
+    ``save_model`` is where the trained weights go: True for the output dir, a path for
+    somewhere else, False when the recipe saves them itself. ``tokenizer``, when given, is
+    saved in the output dir. Every rank must call this (saving gathers sharded weights);
+    the main process gets the :class:`Run` back and the others None, their cue to stop
+    (see :func:`writes_outputs`).
+    """
+    totals = track_totals(trainer)
+    result = trainer.train(resume_from_checkpoint=resume)
+    eval_metrics = trainer.evaluate() if evaluate else None
+    out = Path(trainer.args.output_dir)
+    if save_model:
+        trainer.save_model(str(out if save_model is True else save_model))
+    trainer.save_state()
+    if not writes_outputs(trainer):
+        return None
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out)
+    return Run(trainer, result, eval_metrics, totals, out)
+
+
+@dataclass
+class RunFiles:
+    """What :func:`write_run` wrote, for :func:`print_run`."""
+
+    method: str
+    adapter: bool
+    metrics: dict
+    metrics_path: Path
+    card: Path
+
+
+def write_run(run: Run, script, model_args, config, *, method: str, train_data, eval_data,
+              metrics: dict, hyperparameters: dict, unit: str = "pairs",
+              save_eval_pairs: bool = False, adapter: bool | None = None) -> RunFiles:
+    """Write ``metrics.json``, the model card and, with ``save_eval_pairs``, ``eval_pairs.jsonl``.
+
+    ``metrics.json`` holds the run's figures (:func:`final_metrics`), then the recipe's own
+    ``metrics``, then the resolved configuration of ``script``, ``model_args`` and
+    ``config``. The card counts ``train_data`` and ``eval_data`` (None: nothing held out)
+    in ``unit``s and shows ``hyperparameters``; ``adapter`` (default: whether LoRA was
+    used) picks its loading instructions.
+    """
+    figures = final_metrics(run.trainer.state.log_history, run.result, run.eval_metrics,
+                            run.totals)
+    figures.update(metrics)
+    metrics_path = write_metrics(run.out, figures,
+                                 resolved_config(script, model_args, config))
+    datasets = {", ".join(script.dataset): len(train_data)}
+    if eval_data is not None:
+        datasets[script.eval_dataset or "held out from the above"] = len(eval_data)
+        if save_eval_pairs:
+            save_pairs(eval_data, run.out / "eval_pairs.jsonl")
+    adapter = model_args.use_peft if adapter is None else adapter
+    # resolve_model_spec left the resolved path in model_name_or_path
+    card = write_model_card(run.out, method=method,
+                            base_model=script.model or model_args.model_name_or_path,
+                            datasets=datasets, hyperparameters=hyperparameters,
+                            metrics=figures, adapter=adapter, unit=unit)
+    return RunFiles(method, adapter, figures, metrics_path, card)
+
+
+def print_run(run: Run, files: RunFiles, *, summary: str | None = None,
+              saved: str | None = None, notes: Sequence[str] = ()) -> None:
+    """Plot the training curves, then say how the run went and where its files are.
+
+    ``summary`` ends the first line (default: the seconds per step); ``saved`` names what
+    the output dir holds (default: the adapter or the model, and the tokenizer); each of
+    ``notes`` is one more line at the end.
+    """
+    from alignment.report import render_run
+
+    curves = render_run(run.out)
+    m = files.metrics
+    if summary is None:
+        summary = f" ({m['seconds_per_step']:.2f} s/step)"
+    if saved is None:
+        saved = f"{'adapter' if files.adapter else 'model'} + tokenizer"
+    print(f"\nalign {files.method}: {run.steps} steps in {m['train_runtime_s']:.0f} s{summary}")
+    print(f"  {saved}: {run.out}")
+    print(f"  metrics:     {files.metrics_path}")
+    print(f"  model card:  {files.card}")
+    print(f"  curves:      {curves}")
+    for line in notes:
+        print(f"  {line}")
 
 
 # ---------------------------------------------------------------------------------------

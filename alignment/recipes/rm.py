@@ -132,24 +132,17 @@ def main(argv: list[str]) -> int:
     if model_args.use_peft:
         trainer.model.print_trainable_parameters()
 
-    # --- Train ----------------------------------------------------------------------------
-    totals = training.track_totals(trainer)
-    result = trainer.train(resume_from_checkpoint=resume)
-    eval_metrics = trainer.evaluate()
-
-    # --- Save: adapter, then the merged full model that scorers load ------------------
-    out = Path(config.output_dir)
-    trainer.save_state()
-    if model_args.use_peft:
-        trainer.save_model(str(out / "adapter"))
-    if not training.writes_outputs(trainer):  # other ranks: the main process writes the rest
+    # --- Train; save the adapter, then the merged full model that scorers load --------
+    run = training.train_and_save(
+        trainer, resume, evaluate=True, tokenizer=tokenizer,
+        save_model=Path(config.output_dir) / "adapter" if model_args.use_peft else False)
+    if run is None:  # other ranks: the main process writes the rest
         return 0
     final = trainer.model
     if model_args.use_peft:
         final = trainer.model.merge_and_unload()
     final.config.pad_token_id = tokenizer.pad_token_id
-    final.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    final.save_pretrained(run.out)
 
     # Exact held-out accuracy over the pairs TRL kept (it drops those over max_length);
     # the Trainer's eval_accuracy averages per-batch means instead.
@@ -157,48 +150,35 @@ def main(argv: list[str]) -> int:
     chosen_r = score_ids(final, held["chosen_ids"])
     rejected_r = score_ids(final, held["rejected_ids"])
     wins = [c > r for c, r in zip(chosen_r, rejected_r)]
-    metrics = training.final_metrics(trainer.state.log_history, result, eval_metrics, totals)
-    metrics.update(train_pairs=len(train_pairs), eval_pairs=len(eval_pairs),
-                   heldout_pairs_scored=len(wins),
-                   heldout_accuracy=sum(wins) / len(wins) if wins else None,
-                   heldout_margin=(sum(c - r for c, r in zip(chosen_r, rejected_r)) / len(wins)
-                                   if wins else None))
-    metrics_path = training.write_metrics(
-        out, metrics, training.resolved_config(script, model_args, config))
-    training.save_pairs(eval_pairs, out / "eval_pairs.jsonl")
-    datasets = {", ".join(script.dataset): len(train_pairs),
-                script.eval_dataset or "held out from the above": len(eval_pairs)}
-    card = training.write_model_card(
-        out, method="rm", base_model=script.model or model_path, datasets=datasets,
-        adapter=False, metrics=metrics, hyperparameters={
+    accuracy = sum(wins) / len(wins) if wins else None
+    margin = sum(c - r for c, r in zip(chosen_r, rejected_r)) / len(wins) if wins else None
+    files = training.write_run(
+        run, script, model_args, config, method="rm", train_data=train_pairs,
+        eval_data=eval_pairs, save_eval_pairs=True, adapter=False,
+        metrics={"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs),
+                 "heldout_pairs_scored": len(wins), "heldout_accuracy": accuracy,
+                 "heldout_margin": margin},
+        hyperparameters={
             "learning_rate": config.learning_rate, "epochs": config.num_train_epochs,
-            "max_steps": config.max_steps, "steps": result.global_step,
+            "max_steps": config.max_steps, "steps": run.steps,
             "batch_size": config.per_device_train_batch_size,
             "center_rewards_coefficient": config.center_rewards_coefficient,
             "max_length": config.max_length, "seed": config.seed,
             **({"lora_r": model_args.lora_r, "lora_alpha": model_args.lora_alpha,
                 "lora_modules_to_save": model_args.lora_modules_to_save,
                 "merged": True} if model_args.use_peft else {})})
-    accuracy = metrics["heldout_accuracy"]
-    card.write_text(
-        card.read_text()
+    files.card.write_text(
+        files.card.read_text()
         .replace("AutoModelForCausalLM", "AutoModelForSequenceClassification")
         .replace("## Loading", f"## Held-out accuracy\n\nr(chosen) > r(rejected) on "
                  f"{len(wins)} held-out pairs: **{accuracy:.3f}** (mean margin "
-                 f"{metrics['heldout_margin']:.3f}).\n\n## Loading"
+                 f"{margin:.3f}).\n\n## Loading"
                  if wins else "## Loading")
         + "\nThe score of a conversation is `model(**tokenizer.apply_chat_template(messages, "
           "return_dict=True, return_tensors=\"pt\")).logits[0, 0]`; this folder is what "
           "`align rloo/grpo --reward_model` takes.\n")
-
-    from alignment.report import render_run
-
-    curves = render_run(out)
-    print(f"\nalign rm: {result.global_step} steps in {metrics['train_runtime_s']:.0f} s; "
-          f"held-out accuracy {accuracy if accuracy is not None else float('nan'):.3f} "
-          f"on {len(wins)} pairs")
-    print(f"  reward model (merged) + tokenizer: {out}")
-    print(f"  metrics:     {metrics_path}")
-    print(f"  model card:  {card}")
-    print(f"  curves:      {curves}")
+    training.print_run(
+        run, files, saved="reward model (merged) + tokenizer",
+        summary=f"; held-out accuracy {accuracy if accuracy is not None else float('nan'):.3f} "
+                f"on {len(wins)} pairs")
     return 0

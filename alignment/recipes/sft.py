@@ -176,48 +176,25 @@ def main(argv: list[str]) -> int:
     if model_args.use_peft:
         trainer.model.print_trainable_parameters()
 
-    # --- Train ----------------------------------------------------------------------------
-    totals = training.track_totals(trainer)
-    result = trainer.train(resume_from_checkpoint=resume)
-    eval_metrics = trainer.evaluate() if eval_rows is not None else None
-
-    # --- Save -------------------------------------------------------------------------
-    out = Path(config.output_dir)
-    trainer.save_model(str(out))
-    trainer.save_state()
-    if not training.writes_outputs(trainer):  # other ranks: the main process writes the rest
+    # --- Train and save -----------------------------------------------------------------
+    run = training.train_and_save(trainer, resume, evaluate=eval_rows is not None,
+                                  tokenizer=tokenizer)
+    if run is None:  # other ranks: the main process writes the rest
         return 0
-    tokenizer.save_pretrained(out)
-    metrics = training.final_metrics(trainer.state.log_history, result, eval_metrics, totals)
-    metrics.update(train_conversations=len(train_rows), loss_on=loss_on,
-                   eval_conversations=len(eval_rows) if eval_rows is not None else 0)
-    metrics_path = training.write_metrics(
-        out, metrics, training.resolved_config(script, model_args, config))
-    datasets = {where: len(train_rows)}
-    if eval_rows is not None:
-        datasets[script.eval_dataset or "held out from the above"] = len(eval_rows)
-    card = training.write_model_card(
-        out, method="sft", base_model=script.model or model_path, datasets=datasets,
-        adapter=model_args.use_peft, metrics=metrics, hyperparameters={
+    files = training.write_run(
+        run, script, model_args, config, method="sft", train_data=train_rows,
+        eval_data=eval_rows, unit="conversations",
+        metrics={"train_conversations": len(train_rows), "loss_on": loss_on,
+                 "eval_conversations": len(eval_rows) if eval_rows is not None else 0},
+        hyperparameters={
             "loss_on": loss_on, "learning_rate": config.learning_rate,
             "epochs": config.num_train_epochs, "max_steps": config.max_steps,
-            "steps": result.global_step, "batch_size": config.per_device_train_batch_size,
+            "steps": run.steps, "batch_size": config.per_device_train_batch_size,
             "gradient_accumulation_steps": config.gradient_accumulation_steps,
             "max_length": config.max_length, "packing": config.packing, "bf16": config.bf16,
             "seed": config.seed,
             **({"lora_r": model_args.lora_r, "lora_alpha": model_args.lora_alpha,
                 "lora_target_modules": model_args.lora_target_modules}
                if model_args.use_peft else {})})
-    # the shared card counts "pairs"; an SFT run counts conversations
-    card.write_text(card.read_text().replace("| dataset | pairs |", "| dataset | conversations |"))
-
-    from alignment.report import render_run
-
-    curves = render_run(out)
-    print(f"\nalign sft: {result.global_step} steps in {metrics['train_runtime_s']:.0f} s "
-          f"({metrics['seconds_per_step']:.2f} s/step)")
-    print(f"  {'adapter' if model_args.use_peft else 'model'} + tokenizer: {out}")
-    print(f"  metrics:     {metrics_path}")
-    print(f"  model card:  {card}")
-    print(f"  curves:      {curves}")
+    training.print_run(run, files)
     return 0
