@@ -51,6 +51,11 @@ class ScriptArguments:
     wrap_plain_text: bool = field(default=True, metadata={
         "help": "Wrap plain-text pairs as one user turn and assistant reply so the chat "
                 "template applies; false trains on the raw text."})
+    share_prompt: bool = field(default=True, metadata={
+        "help": "Compute each pair as one sequence, the prompt once and then both answers, "
+                "with a mask keeping the answers apart: the loss of TRL's layout (which runs "
+                "the prompt twice and pads the shorter answer) with less compute. Used with "
+                "sdpa or eager attention; false keeps TRL's layout."})
 
 
 def _defaults(values) -> training.Defaults:
@@ -126,6 +131,12 @@ def main(argv: list[str]) -> int:
     trainer = DPOTrainer(model=model, ref_model=None, args=config,
                          train_dataset=train_pairs, eval_dataset=eval_pairs,
                          processing_class=tokenizer, peft_config=get_peft_config(model_args))
+    if script.share_prompt:
+        from alignment import shared_prompt
+
+        reason = shared_prompt.enable(trainer)
+        print("align dpo: " + ("each pair runs as one sequence (prompt computed once)" if reason is None
+                              else f"pairs use TRL's layout ({reason})"))
     if model_args.use_peft:
         trainer.model.print_trainable_parameters()
 
