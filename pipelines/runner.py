@@ -21,8 +21,9 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from distilabel.mixins.signature import _EXCLUDE_FROM_SIGNATURE_DEFAULTS
@@ -85,8 +86,9 @@ def teacher_args(parser: argparse.ArgumentParser, *, multi_model: bool = False) 
                    help="ignore the cache of an earlier, interrupted run with the same "
                         "settings (default: resume it)")
     r.add_argument("--ray", action="store_true",
-                   help="run on Ray via distilabel's pipeline.ray(); set RAY_ADDRESS to use "
-                        "a running cluster (needs `pip install align[ray]`)")
+                   help="run on Ray via distilabel's pipeline.ray(): a local Ray started for "
+                        "this run (ALIGN_RAY_CPUS caps its CPUs), or the running cluster "
+                        "named by RAY_ADDRESS (needs `pip install align[ray]`)")
     q = parser.add_argument_group("quality filters (applied to the final rows)")
     q.add_argument("--dedup", action="store_true", help="drop exact duplicates (normalised)")
     q.add_argument("--near-dedup", type=float, default=None, metavar="JACCARD",
@@ -227,6 +229,68 @@ def collect(rows: list[dict]) -> list[dict]:
     return out
 
 
+# ---------------------------------------------------------------- Ray
+
+@contextmanager
+def ray_cluster() -> Iterator[None]:
+    """Connect to the Ray cluster for one run, and leave none running after it.
+
+    ``RAY_ADDRESS`` (set by hand, or by ``ray job submit`` for the job's driver) names a
+    running cluster to join; without it a local one is started for this run: as many
+    CPUs as ``ALIGN_RAY_CPUS`` says (default: every core Ray detects), no dashboard
+    (it costs seconds of start-up on a small machine and dies with the run anyway).
+    ``ray.shutdown`` stops a local cluster's processes and only disconnects from a
+    shared one. A caller that already called ``ray.init`` keeps its cluster.
+    """
+    from alignment.errors import ConfigError
+
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--ray needs Ray: pip install 'align[ray]' (then set "
+                          "RAY_ADDRESS to use a running cluster)") from None
+    if ray.is_initialized():
+        yield
+        return
+    if address := os.environ.get("RAY_ADDRESS"):
+        try:
+            ray.init()
+        except (ConnectionError, RuntimeError) as e:
+            first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ConfigError(
+                f"could not join the Ray cluster at RAY_ADDRESS={address} ({first_line}). "
+                "`ray status` on the head node prints the address to use; a cluster "
+                "started with token authentication also needs RAY_AUTH_MODE=token here "
+                "and its token in ~/.ray/auth_token or RAY_AUTH_TOKEN") from e
+    else:
+        cpus = os.environ.get("ALIGN_RAY_CPUS", "")
+        if cpus and not cpus.isdigit():
+            raise ConfigError(f"ALIGN_RAY_CPUS={cpus!r}: give a whole number of CPUs for "
+                              "the local Ray cluster, e.g. ALIGN_RAY_CPUS=2")
+        ray.init(num_cpus=int(cpus) if cpus else None, include_dashboard=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def pin_to_driver_node(journal: Journal) -> None:
+    """Schedule the journal step on the node that runs ``run``.
+
+    ``run`` reads the journal from its own disk; on a multi-node cluster a journal
+    written on another node would look empty, and every row would be lost from the
+    output (and generated again on the next attempt). Each Ray node offers one unit of
+    the resource ``node:<its IP>``. A Ray Client driver (``ray://``) is outside the
+    cluster, so nothing can be pinned to it: its ``ALIGN_HOME`` must be shared storage.
+    """
+    import ray
+    from ray.util.client import ray as ray_client
+
+    if ray_client.is_connected():
+        return
+    journal.resources.resources = {f"node:{ray.util.get_node_ip_address()}": 1}
+
+
 Build = Callable[[list[dict]], tuple["Pipeline", Journal]]
 
 
@@ -251,21 +315,15 @@ def run(build: Build, rows: list[dict], *, fresh: bool = False,
     if pending:
         pipeline, journal = build(pending)
         journal.path = str(path)
-        if ray:
-            import importlib.util
-
-            if importlib.util.find_spec("ray") is None:
-                from alignment.errors import ConfigError
-
-                raise ConfigError("--ray needs Ray: pip install 'align[ray]' (then set "
-                                  "RAY_ADDRESS to use a running cluster)")
-            # RayPipeline calls ray.init(), which joins the cluster named by RAY_ADDRESS
-            # or starts a local one; `ray job submit` runs it on a remote cluster.
-            pipeline = pipeline.ray()
         # distilabel's own cache resume (use_cache=True) hung after a SIGKILL in our
         # tests; the journal above already holds every finished row, so each attempt
         # runs distilabel fresh over the pending rows only.
-        pipeline.run(use_cache=False)
+        if ray:
+            with ray_cluster():
+                pin_to_driver_node(journal)
+                pipeline.ray().run(use_cache=False)
+        else:
+            pipeline.run(use_cache=False)
     out = collect(read_journal(path))
     return [r for r in out if r["id"] in set(ids)]
 
