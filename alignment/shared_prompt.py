@@ -78,8 +78,10 @@ def _wrap(model, outputs: tuple[str, ...]) -> None:
     fused_forward = model.forward  # TRL's fused-head wrapper, bound to the model
 
     def forward(self, *args, fused_lm_head=False, labels=None, **kwargs):
-        if fused_lm_head and labels is not None and not args \
-                and set(kwargs) <= {"input_ids", "attention_mask", "use_cache"}:
+        # PeftModelForCausalLM passes inputs_embeds, output_* and return_dict as None
+        extra = {k for k, v in kwargs.items() if v is not None and v is not False} - {
+            "input_ids", "attention_mask", "use_cache", "return_dict"}
+        if fused_lm_head and labels is not None and not args and not extra:
             layout = pair_layout(kwargs.get("input_ids"), kwargs.get("attention_mask"), labels)
             if layout is not None:
                 return shared_forward(self, kwargs["input_ids"], labels, layout, outputs)

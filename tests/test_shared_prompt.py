@@ -16,7 +16,8 @@ PAIRS = [
 ]
 
 
-def build_trainer(model_path, tmp_path, *, loss_type="sigmoid", peft=True, attn="sdpa"):
+def build_trainer(model_path, tmp_path, *, loss_type="sigmoid", peft=True, attn="sdpa",
+                  task_type=None):
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -31,7 +32,8 @@ def build_trainer(model_path, tmp_path, *, loss_type="sigmoid", peft=True, attn=
              "chosen": [{"role": "assistant", "content": p["chosen"]}],
              "rejected": [{"role": "assistant", "content": p["rejected"]}]} for p in PAIRS]
     peft_config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"],
-                             init_lora_weights=False) if peft else None  # random B: policy != reference
+                             init_lora_weights=False, task_type=task_type) if peft else None
+    # (random lora_B: the policy differs from its reference)
     trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                          processing_class=tok, peft_config=peft_config)
     return trainer
@@ -48,11 +50,13 @@ def loss_and_grads(trainer):
     return loss.detach(), grads, metrics, batch
 
 
-@pytest.mark.parametrize("loss_type,peft,attn", [("sigmoid", True, "sdpa"), ("ipo", True, "eager"),
-                                                 ("robust", False, "sdpa")])
+@pytest.mark.parametrize("loss_type,peft,attn,task_type", [
+    ("sigmoid", True, "sdpa", "CAUSAL_LM"),  # what align dpo builds (PeftModelForCausalLM)
+    ("ipo", True, "eager", None), ("robust", False, "sdpa", None)])
 def test_same_loss_gradients_and_metrics_as_trl(tiny_model, tmp_path, monkeypatch, loss_type, peft,
-                                               attn):
-    trainer = build_trainer(tiny_model, tmp_path, loss_type=loss_type, peft=peft, attn=attn)
+                                               attn, task_type):
+    trainer = build_trainer(tiny_model, tmp_path, loss_type=loss_type, peft=peft, attn=attn,
+                            task_type=task_type)
     if not peft:  # full fine-tune: perturb the policy so it differs from its reference copy
         with torch.no_grad():
             for p in trainer.model.parameters():
@@ -119,3 +123,23 @@ def test_unsupported_attention_is_reported(tiny_model):
     assert shared_prompt.supported(model) is None
     model.config._attn_implementation = "flash_attention_2"
     assert "takes no custom mask" in shared_prompt.supported(model)
+
+
+def test_align_dpo_trains_on_the_packed_rows(tiny_model, tmp_path, monkeypatch):
+    import json
+
+    from alignment.cli import main as align
+
+    calls = []
+    packed_forward = shared_prompt.shared_forward
+    monkeypatch.setattr(shared_prompt, "shared_forward",
+                        lambda *a, **k: calls.append(1) or packed_forward(*a, **k))
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
+    args = ["dpo", "--dataset", str(data), "--model", str(tiny_model), "--eval_split", "0",
+            "--max_steps", "1", "--gradient_accumulation_steps", "1", "--save_strategy", "no"]
+    assert align([*args, "--output_dir", str(tmp_path / "on")]) == 0
+    assert len(calls) == 2  # one pair: the policy's forward and the reference's
+    calls.clear()
+    assert align([*args, "--output_dir", str(tmp_path / "off"), "--share_prompt", "false"]) == 0
+    assert calls == []
