@@ -23,7 +23,7 @@ from alignment.errors import ConfigError
 
 
 class BatchedTransformersLLM(LLM):
-    """A local causal LM that generates for many prompts per ``model.generate`` call.
+    """A local causal LM that generates for many prompts per batch.
 
     Prompts are rendered with the tokenizer's chat template once and tokenised without
     adding special tokens again (templates that start with ``{{ bos_token }}`` would
@@ -41,6 +41,9 @@ class BatchedTransformersLLM(LLM):
         num_threads: torch CPU threads for this process (None: torch's default). When a
             pipeline runs the teacher and the judge in two processes at once, giving each
             half the cores avoids oversubscription, which slows CPU inference severalfold.
+        early_exit: drop each sequence from its batch as soon as it ends
+            (``pipelines.decoding``) instead of padding it to the longest, as
+            ``model.generate`` does; False uses ``model.generate``.
 
     Examples:
         ```python
@@ -57,6 +60,7 @@ class BatchedTransformersLLM(LLM):
     torch_dtype: str = "float32"
     seed: int | None = 0
     num_threads: int | None = None
+    early_exit: bool = True
 
     _model: Any = PrivateAttr(None)
     _tokenizer: Any = PrivateAttr(None)
@@ -140,6 +144,8 @@ class BatchedTransformersLLM(LLM):
         import torch
         from tqdm.auto import tqdm
 
+        from pipelines.decoding import decode
+
         seed = self.seed if seed is None else seed
         if seed is not None:
             torch.manual_seed(seed)
@@ -159,11 +165,16 @@ class BatchedTransformersLLM(LLM):
         for start in tqdm(starts, desc=f"generate [{self.model}]", unit="batch", disable=None,
                           leave=False):
             rows = order[start:start + self.batch_size]
-            batch = tok.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt")
-            with torch.inference_mode():
-                out = model.generate(**batch, num_return_sequences=n_call,
-                                     pad_token_id=tok.pad_token_id, **gen_kwargs)
-            new = out[:, batch["input_ids"].shape[1]:].tolist()
+            batch = tok.pad({"input_ids": [encoded[i] for i in rows]},
+                            return_tensors="pt").to(model.device)
+            if self.early_exit:
+                new = decode(model, batch["input_ids"], batch["attention_mask"],
+                             eos_ids=eos_ids, num_return_sequences=n_call, **gen_kwargs)
+            else:
+                with torch.inference_mode():
+                    out = model.generate(**batch, num_return_sequences=n_call,
+                                         pad_token_id=tok.pad_token_id, **gen_kwargs)
+                new = out[:, batch["input_ids"].shape[1]:].tolist()
             for j, ids in enumerate(new):
                 row = rows[j // n_call]
                 n = next((k + 1 for k, t in enumerate(ids) if t in eos_ids), len(ids))
