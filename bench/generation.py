@@ -3,9 +3,12 @@
 Same model, same prompts, same batch size, same max_new_tokens, greedy decoding, in one
 process, one after the other:
 
-- raw:      ``model.generate`` on left-padded batches sorted by length (the ceiling);
+- raw:      ``model.generate`` on left-padded batches sorted by length (the backend called
+            directly, with no pipeline around it);
 - pipeline: ``BatchedTransformersLLM`` driven as the preference pipeline drives it, through
-            distilabel's ``TextGeneration.process`` in ``input_batch_size`` chunks;
+            distilabel's ``TextGeneration.process`` in ``input_batch_size`` chunks; it
+            decodes with ``pipelines.decoding``, which drops each answer from its batch
+            when it ends, so it can beat ``raw``;
 - stock:    distilabel's ``TransformersLLM`` (a transformers text-generation pipeline,
             one prompt per ``generate`` call).
 
@@ -91,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2", help="bundled name, folder or hub id")
     ap.add_argument("--num-prompts", type=int, default=16)
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=16,
+                    help="prompts per batch for raw and pipeline (the pipelines' default)")
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--skip-stock", action="store_true", help="skip distilabel's TransformersLLM")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's choice); on a "

@@ -34,7 +34,7 @@ class BatchedTransformersLLM(LLM):
     Attributes:
         model: a bundled model name (``smollm2``), a local model folder or a hub id;
             resolved with ``alignment.models.resolve_model``.
-        batch_size: prompts per ``generate`` call (each expands to ``num_generations``
+        batch_size: prompts decoded together (each expands to ``num_generations``
             sequences).
         torch_dtype: dtype to load the weights in; ``float32`` is the fast choice on CPU.
         seed: seeds torch before each ``generate`` call so a run is reproducible.
@@ -56,7 +56,7 @@ class BatchedTransformersLLM(LLM):
     """
 
     model: str = "smollm2"
-    batch_size: int = 8
+    batch_size: int = 16
     torch_dtype: str = "float32"
     seed: int | None = 0
     num_threads: int | None = None
@@ -186,7 +186,7 @@ class BatchedTransformersLLM(LLM):
 
 
 def make_llm(model: str | None = None, base_url: str | None = None,
-             api_key_env: str = "OPENAI_API_KEY", batch_size: int = 8,
+             api_key_env: str = "OPENAI_API_KEY", batch_size: int = 16,
              num_threads: int | None = None, **gen: Any) -> LLM:
     """The teacher a pipeline uses: a local batched model, or an OpenAI-compatible endpoint.
 

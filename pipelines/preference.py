@@ -56,7 +56,7 @@ class PreferenceConfig:
     temperature: float = _opt(0.8, "sampling temperature of the responses")
     top_p: float = _opt(0.95, "nucleus sampling threshold")
     system_prompt: str | None = _opt(None, "system prompt for the teacher's responses")
-    batch_size: int = _opt(8, "prompts per generate call of the in-process teacher")
+    batch_size: int = _opt(16, "prompts per batch of the in-process teacher")
     judge: str = _opt("smollm2", "judge model: bundled name, model folder or hub id")
     aspects: list[str] = _opt(("overall",), "judge rubric aspects (overall, or "
                               "instruction_following truthfulness honesty helpfulness)",

