@@ -21,8 +21,8 @@ gpu_only = [
 
 
 @pytest.mark.parametrize("command", ["dpo", "sft"])
-@gpu_only[0]
 @gpu_only[1]
+@gpu_only[0]  # applied first, so a machine without a GPU is told that first
 def test_qlora_trains_the_adapter_on_a_gpu(tiny_model, tmp_path, command):
     from safetensors.torch import load_file
 
