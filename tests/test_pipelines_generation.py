@@ -191,14 +191,3 @@ def test_dry_run_cli_writes_rows_and_card(tmp_path):
     assert card["rows"] == 3 and card["teacher"] == ["fake-teacher"]
     assert card["filters"] == {"failed_generations": 0, "exact_duplicates": 0, "refusals": 0}
     assert card["system_messages"] == list(orca.SYSTEM_MESSAGES)
-
-
-def test_ray_without_ray_installed_says_how_to_fix(tmp_path):
-    import importlib.util
-
-    if importlib.util.find_spec("ray") is not None:
-        pytest.skip("Ray is installed here")
-    from alignment.errors import ConfigError
-
-    with pytest.raises(ConfigError, match=r"pip install 'align\[ray\]'"):
-        orca.main(["--dry-run", "--limit", "1", "--ray", "-o", str(tmp_path / "o.jsonl")])

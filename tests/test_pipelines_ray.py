@@ -10,7 +10,6 @@ reversal pipeline is the shortest (three steps, so the fewest actors to start).
 from __future__ import annotations
 
 import glob
-import importlib.util
 import json
 import os
 import sys
@@ -25,8 +24,7 @@ from alignment.errors import ConfigError
 from pipelines import reversal, runner
 from pipelines.runner import JOURNAL_NAME, read_journal
 
-needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
-                               reason="Ray is not installed: pip install 'align[ray]'")
+# Ray is in the dev extra: these tests run wherever the suite does (no skip without it)
 
 FACTS = [{"fact": "Paris is the capital of France"},
          {"fact": "Ada Lovelace was the first programmer", "person": True},
@@ -59,7 +57,6 @@ def test_without_ray_the_error_says_how_to_install_it(monkeypatch):
             pass
 
 
-@needs_ray
 def test_a_bad_cpu_count_is_refused_before_ray_starts(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setenv("ALIGN_RAY_CPUS", "two")
@@ -71,7 +68,6 @@ def test_a_bad_cpu_count_is_refused_before_ray_starts(monkeypatch):
     assert not ray.is_initialized()
 
 
-@needs_ray
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_ray_run_resumes_and_equals_the_plain_run(tmp_path, monkeypatch):
