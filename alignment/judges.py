@@ -145,12 +145,7 @@ class RatingJudge:
         low, high = self.scale
         user = self.template.format(rubric=self.rubric_text(aspect), instruction=instruction,
                                     response=response, low=low, high=high)
-        tok = self.tokenizer
-        if tok.chat_template is None:
-            return f"{user}\n\n{self.prefix}"
-        text = tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
-                                       add_generation_prompt=True)
-        return text + self.prefix
+        return _judge_prompt(self.tokenizer, user, self.prefix)
 
     def _fit(self, aspect: str, instruction: str, response: str) -> tuple[list[int] | None, dict]:
         """Token ids of the judge prompt, truncating the response's tail if it is too long."""
@@ -331,11 +326,7 @@ class PairwiseJudge:
         """The judge prompt as text, up to and including the label prefix."""
         user = self.template.format(instruction=instruction, response_a=response_a,
                                     response_b=response_b)
-        if self.tokenizer.chat_template is None:
-            return f"{user}\n\n{self.prefix}"
-        text = self.tokenizer.apply_chat_template([{"role": "user", "content": user}],
-                                                  tokenize=False, add_generation_prompt=True)
-        return text + self.prefix
+        return _judge_prompt(self.tokenizer, user, self.prefix)
 
     def _fit(self, instruction: str, first: str, second: str) -> tuple[list[int] | None, dict]:
         """Token ids of one order's prompt, cutting both responses' tails if too long."""
@@ -409,6 +400,16 @@ class PairwiseJudge:
         winner = side(p_a) if consistent else "tie"
         return {"p_a_first": p_first, "p_a_second": p_second, "p_a": p_a, "winner": winner,
                 "consistent": consistent, "label_mass": mass, "raw": json.dumps(raw)}
+
+
+def _judge_prompt(tokenizer, user: str, prefix: str) -> str:
+    """One user turn in the judge's chat template (plain text without one), then the
+    verdict prefix the next token's probabilities are read after."""
+    if tokenizer.chat_template is None:
+        return f"{user}\n\n{prefix}"
+    text = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
+                                         add_generation_prompt=True)
+    return text + prefix
 
 
 def _top_tokens(tokenizer, probs, k: int = 5) -> list:
