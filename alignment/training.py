@@ -297,6 +297,35 @@ def take(dataset, n: int | None):
     return dataset if n is None or dataset is None or n >= len(dataset) else dataset.select(range(n))
 
 
+def train_and_eval_rows(script, seed: int, load: Callable, load_eval: Callable | None = None):
+    """The training rows and the held-out rows (None when nothing is held out).
+
+    ``load(specs)`` reads ``--dataset``; the held-out rows are ``load_eval(
+    [--eval_dataset])`` (``load_eval`` defaults to ``load``) or ``--eval_split`` of the
+    training rows. Each side is then capped by ``--max_train_samples`` /
+    ``--max_eval_samples``."""
+    rows = load(script.dataset)
+    if script.eval_dataset:
+        train, held_out = rows, (load_eval or load)([script.eval_dataset])
+    else:
+        train, held_out = split_eval(rows, script.eval_split, seed)
+    return take(train, script.max_train_samples), take(held_out, script.max_eval_samples)
+
+
+def train_and_eval_pairs(script, seed: int):
+    """:func:`train_and_eval_rows` for preference pairs; an --eval_dataset is read with
+    :func:`load_pairs`' default seed, so its pairs do not change with --seed."""
+    return train_and_eval_rows(script, seed, lambda specs: load_pairs(specs, seed),
+                               load_eval=load_pairs)
+
+
+def check_eval_source(script, config) -> None:
+    """Refuse an evaluation schedule with nothing to evaluate on."""
+    if config.eval_strategy != "no" and not script.eval_dataset and script.eval_split <= 0:
+        raise ConfigError("--eval_strategy is on but there is nothing to evaluate on; give "
+                          "--eval_dataset or --eval_split > 0, or set --eval_strategy no")
+
+
 # ---------------------------------------------------------------------------------------
 # Models
 

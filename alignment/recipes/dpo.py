@@ -99,20 +99,12 @@ def main(argv: list[str]) -> int:
     if config.sync_ref_model and model_args.use_peft:
         raise ConfigError("--sync_ref_model needs a separate reference model, which LoRA "
                           "does not keep; drop it or set --use_peft false")
-    if config.eval_strategy != "no" and not script.eval_dataset and script.eval_split <= 0:
-        raise ConfigError("--eval_strategy is on but there is nothing to evaluate on; give "
-                          "--eval_dataset or --eval_split > 0, or set --eval_strategy no")
+    training.check_eval_source(script, config)
     model_path = training.resolve_model_spec(script.model, model_args)
     resume = training.resume_checkpoint(config)
 
     # --- Data -------------------------------------------------------------------------
-    pairs = training.load_pairs(script.dataset, config.seed)
-    if script.eval_dataset:
-        train_pairs, eval_pairs = pairs, training.load_pairs([script.eval_dataset])
-    else:
-        train_pairs, eval_pairs = training.split_eval(pairs, script.eval_split, config.seed)
-    train_pairs = training.take(train_pairs, script.max_train_samples)
-    eval_pairs = training.take(eval_pairs, script.max_eval_samples)
+    train_pairs, eval_pairs = training.train_and_eval_pairs(script, config.seed)
     tokenizer = training.load_tokenizer(model_path)
     train_pairs = training.chat_format_pairs(train_pairs, tokenizer, script.wrap_plain_text)
     if eval_pairs is not None:

@@ -103,13 +103,7 @@ def main(argv: list[str]) -> int:
     model_path = training.resolve_model_spec(script.model, model_args)
 
     # --- Data -------------------------------------------------------------------------
-    pairs = training.load_pairs(script.dataset, config.seed)
-    if script.eval_dataset:
-        train_pairs, eval_pairs = pairs, training.load_pairs([script.eval_dataset])
-    else:
-        train_pairs, eval_pairs = training.split_eval(pairs, script.eval_split, config.seed)
-    train_pairs = training.take(train_pairs, script.max_train_samples)
-    eval_pairs = training.take(eval_pairs, script.max_eval_samples)
+    train_pairs, eval_pairs = training.train_and_eval_pairs(script, config.seed)
     tokenizer = training.load_tokenizer(model_path)
     train_pairs = training.chat_format_pairs(train_pairs, tokenizer, script.wrap_plain_text)
     eval_pairs = training.chat_format_pairs(eval_pairs, tokenizer, script.wrap_plain_text)

@@ -124,20 +124,13 @@ def main(argv: list[str]) -> int:
     if config.assistant_only_loss and not script.completion_only:
         raise ConfigError("--assistant_only_loss true contradicts --completion_only false; "
                           "drop one of them")
-    if config.eval_strategy != "no" and not script.eval_dataset and script.eval_split <= 0:
-        raise ConfigError("--eval_strategy is on but there is nothing to evaluate on; give "
-                          "--eval_dataset or --eval_split > 0, or set --eval_strategy no")
+    training.check_eval_source(script, config)
     model_path = training.resolve_model_spec(script.model, model_args)
 
     # --- Data -------------------------------------------------------------------------
     where = ", ".join(script.dataset)
-    rows = load_conversations(script.dataset, config.seed)
-    if script.eval_dataset:
-        train_rows, eval_rows = rows, load_conversations([script.eval_dataset], config.seed)
-    else:
-        train_rows, eval_rows = training.split_eval(rows, script.eval_split, config.seed)
-    train_rows = training.take(train_rows, script.max_train_samples)
-    eval_rows = training.take(eval_rows, script.max_eval_samples)
+    train_rows, eval_rows = training.train_and_eval_rows(
+        script, config.seed, lambda specs: load_conversations(specs, config.seed))
 
     tokenizer = training.load_tokenizer(model_path)
     if config.chat_template_path and config.chat_template_path.endswith((".jinja", ".j2")):
