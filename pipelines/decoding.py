@@ -14,7 +14,6 @@ public logits processors, so greedy decoding picks the same tokens as ``generate
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 
 def logits_processors(do_sample: bool, temperature: float = 1.0, top_p: float = 1.0,
@@ -38,8 +37,7 @@ def logits_processors(do_sample: bool, temperature: float = 1.0, top_p: float = 
 
 def decode(model, input_ids, attention_mask, *, max_new_tokens: int, eos_ids: Iterable[int],
            do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
-           repetition_penalty: float = 1.0, num_return_sequences: int = 1,
-           **ignored: Any) -> list[list[int]]:
+           repetition_penalty: float = 1.0, num_return_sequences: int = 1) -> list[list[int]]:
     """New tokens for each row of a left-padded batch (each row repeated
     ``num_return_sequences`` times, in order), up to and including its end token."""
     import torch

@@ -112,6 +112,25 @@ def tiny_reward_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def varied_model(tiny_model, tmp_path_factory) -> Path:
+    """The tiny model with an untied random output layer.
+
+    With tied embeddings a random 2-layer model just repeats its last input token, so
+    greedy outputs would match trivially; a random lm_head makes them vary."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, tie_word_embeddings=False)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        model.lm_head.weight.copy_(torch.randn_like(model.lm_head.weight))
+    out = tmp_path_factory.mktemp("varied") / "model"
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def smollm2() -> Path:
     """The bundled SmolLM2-135M-Instruct, prepared once into the align cache."""
     from alignment.models import prepare_model

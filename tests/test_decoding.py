@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from pipelines.decoding import decode
-from tests.test_llms import PROMPTS, varied_model  # noqa: F401 (a fixture)
+from tests.test_llms import PROMPTS
 
 
 @pytest.fixture(scope="module")
-def loaded(varied_model):  # noqa: F811
+def loaded(varied_model):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(varied_model, padding_side="left")

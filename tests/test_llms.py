@@ -11,25 +11,6 @@ PROMPTS = ["hi", "What is the capital of France?", "Explain photosynthesis in si
            "Sort the numbers 3 1 2", "Write a short poem about the sea. Give me three tips"]
 
 
-@pytest.fixture(scope="session")
-def varied_model(tiny_model, tmp_path_factory) -> Path:
-    """The tiny model with an untied random output layer.
-
-    With tied embeddings a random 2-layer model just repeats its last input token, so
-    greedy outputs would match trivially; a random lm_head makes them vary."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, tie_word_embeddings=False)
-    torch.manual_seed(3)
-    with torch.no_grad():
-        model.lm_head.weight.copy_(torch.randn_like(model.lm_head.weight))
-    out = tmp_path_factory.mktemp("varied") / "model"
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
-    return out
-
-
 def _chat(text: str) -> list[dict]:
     return [{"role": "user", "content": text}]
 
@@ -51,8 +32,9 @@ def _unbatched_greedy(path: Path, prompt: str, max_new_tokens: int) -> str:
     return tok.decode(new, skip_special_tokens=True)
 
 
-def test_batched_greedy_equals_one_prompt_at_a_time(varied_model):
-    llm = BatchedTransformersLLM(model=str(varied_model), batch_size=4)
+@pytest.mark.parametrize("early_exit", [True, False])  # pipelines.decoding, or model.generate
+def test_batched_greedy_equals_one_prompt_at_a_time(varied_model, early_exit):
+    llm = BatchedTransformersLLM(model=str(varied_model), batch_size=4, early_exit=early_exit)
     llm.load()
     out = llm.generate_outputs([_chat(p) for p in PROMPTS], num_generations=2,
                                max_new_tokens=12, do_sample=False)
