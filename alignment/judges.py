@@ -114,38 +114,17 @@ class RatingJudge:
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
     def _digit_token_ids(self) -> dict[int, list[int]]:
-        """Token ids that spell each rating digit right after the prefix.
-
-        A digit counts through every single-token spelling: the token the tokenizer
-        produces after the prefix, and the bare and space-led variants when they are
-        single tokens (a model may prefer either).
-        """
-        base = self._encode(self.prefix)
-        out: dict[int, list[int]] = {}
-        for d in range(self.scale[0], self.scale[1] + 1):
-            ids: set[int] = set()
-            full = self._encode(self.prefix + str(d))
-            if full[:len(base)] == base and len(full) == len(base) + 1:
-                ids.add(full[-1])
-            for variant in (str(d), f" {d}"):
-                enc = self._encode(variant)
-                if len(enc) == 1:
-                    ids.add(enc[0])
-            if not ids:
-                raise ConfigError(f"judge model {self.model_spec}: the rating '{d}' is not a "
-                                  "single token in its tokenizer; use a different judge model")
-            out[d] = sorted(ids)
-        every = [t for ids in out.values() for t in ids]
-        if len(set(every)) != len(every):
-            raise ConfigError(f"judge model {self.model_spec}: two ratings share a token")
-        return out
+        """Token ids that spell each rating digit right after the prefix."""
+        digits = [str(d) for d in range(self.scale[0], self.scale[1] + 1)]
+        ids = label_token_ids(self.tokenizer, self.prefix, digits, self.model_spec, kind="rating")
+        return {int(d): spellings for d, spellings in ids.items()}
 
     def render(self, aspect: str, instruction: str, response: str) -> str:
         """The judge prompt as text, up to and including the rating prefix."""
         low, high = self.scale
         user = self.template.format(rubric=self.rubric_text(aspect), instruction=instruction,
                                     response=response, low=low, high=high)
-        return _judge_prompt(self.tokenizer, user, self.prefix)
+        return judge_prompt(self.tokenizer, user, self.prefix)
 
     def _fit(self, aspect: str, instruction: str, response: str) -> tuple[list[int] | None, dict]:
         """Token ids of the judge prompt, truncating the response's tail if it is too long."""
@@ -297,9 +276,8 @@ class PairwiseJudge:
         self.prefix, self.template = prefix, template
         self.tokenizer, self.model, self.max_length = _load_judge_model(self.model_spec,
                                                                         max_length)
-        self.label_ids = {label: self._label_ids(label) for label in self.labels}
-        if set(self.label_ids["A"]) & set(self.label_ids["B"]):
-            raise ConfigError(f"judge model {self.model_spec}: labels A and B share a token")
+        self.label_ids = label_token_ids(self.tokenizer, self.prefix, self.labels,
+                                         self.model_spec)
 
     @property
     def name(self) -> str:
@@ -308,25 +286,11 @@ class PairwiseJudge:
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
-    def _label_ids(self, label: str) -> list[int]:
-        # every single-token spelling counts: the one the tokenizer makes after the
-        # prefix, and the bare and space-led variants (a model may prefer either)
-        base, full = self._encode(self.prefix), self._encode(self.prefix + label)
-        ids = {full[-1]} if full[:len(base)] == base and len(full) == len(base) + 1 else set()
-        for variant in (label, f" {label}"):
-            enc = self._encode(variant)
-            if len(enc) == 1:
-                ids.add(enc[0])
-        if not ids:
-            raise ConfigError(f"judge model {self.model_spec}: the label '{label}' is not a "
-                              "single token in its tokenizer; use a different judge model")
-        return sorted(ids)
-
     def render(self, instruction: str, response_a: str, response_b: str) -> str:
         """The judge prompt as text, up to and including the label prefix."""
         user = self.template.format(instruction=instruction, response_a=response_a,
                                     response_b=response_b)
-        return _judge_prompt(self.tokenizer, user, self.prefix)
+        return judge_prompt(self.tokenizer, user, self.prefix)
 
     def _fit(self, instruction: str, first: str, second: str) -> tuple[list[int] | None, dict]:
         """Token ids of one order's prompt, cutting both responses' tails if too long."""
@@ -356,7 +320,7 @@ class PairwiseJudge:
         """For each prompt: P(A), P(B) renormalised, their mass and the top tokens."""
         out: list[dict | None] = [None] * len(prompts)
         todo = [i for i, ids in enumerate(prompts) if ids is not None]
-        for i, probs in zip(todo, _next_token_probs(self.model, self.tokenizer,
+        for i, probs in zip(todo, next_token_distributions(self.model, self.tokenizer,
                                                     [prompts[i] for i in todo],
                                                     self.batch_size, desc)):
             mass = {label: float(probs[ids].sum()) for label, ids in self.label_ids.items()}
@@ -402,7 +366,33 @@ class PairwiseJudge:
                 "consistent": consistent, "label_mass": mass, "raw": json.dumps(raw)}
 
 
-def _judge_prompt(tokenizer, user: str, prefix: str) -> str:
+def label_token_ids(tokenizer, prefix: str, labels, judge: str, kind: str = "label"
+                    ) -> dict[str, list[int]]:
+    """Every single-token spelling of each label right after ``prefix``: the token the
+    tokenizer writes there, and the bare and space-led variants when they are single
+    tokens (a model may prefer either). A label with no such spelling, or two labels
+    sharing a token, is an error naming the ``judge`` model."""
+    def encode(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False).input_ids
+
+    base, out = encode(prefix), {}
+    for label in labels:
+        full = encode(prefix + label)
+        ids = {full[-1]} if full[:len(base)] == base and len(full) == len(base) + 1 else set()
+        for variant in (label, f" {label}"):
+            if len(enc := encode(variant)) == 1:
+                ids.add(enc[0])
+        if not ids:
+            raise ConfigError(f"judge model {judge}: the {kind} '{label}' is not a single "
+                              "token in its tokenizer; use a different judge model")
+        out[label] = sorted(ids)
+    every = [t for ids in out.values() for t in ids]
+    if len(set(every)) != len(every):
+        raise ConfigError(f"judge model {judge}: two {kind}s share a token")
+    return out
+
+
+def judge_prompt(tokenizer, user: str, prefix: str = "") -> str:
     """One user turn in the judge's chat template (plain text without one), then the
     verdict prefix the next token's probabilities are read after."""
     if tokenizer.chat_template is None:
@@ -437,8 +427,8 @@ def _load_judge_model(spec: str, max_length: int | None):
     return tokenizer, model, min(max_length or context, context)
 
 
-def _next_token_probs(model, tokenizer, prompts: list[list[int]], batch_size: int,
-                      desc: str) -> list:
+def next_token_distributions(model, tokenizer, prompts: list[list[int]], batch_size: int,
+                             desc: str) -> list:
     """Next-token distributions after each prompt, longest first in left-padded batches;
     returned in the prompts' order."""
     import torch

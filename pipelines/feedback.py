@@ -30,8 +30,6 @@ from distilabel.models.llms.base import LLM
 from distilabel.steps import Step, StepInput
 from pydantic import PrivateAttr
 
-from alignment.errors import ConfigError
-
 if TYPE_CHECKING:
     from distilabel.typing import StepOutput
 
@@ -217,62 +215,17 @@ def parse_verdict(text: str | None) -> str | None:
 
 # ------------------------------------------------------------------ in-process readers
 
-def label_token_ids(tokenizer: Any, prefix: str, labels: Sequence[str]) -> dict[str, list[int]]:
-    """Single-token spellings of each label right after ``prefix`` (as the tokenizer
-    writes it there, bare, and space-led); the same rule ``RatingJudge`` uses for digits."""
-    def enc(s: str) -> list[int]:
-        return tokenizer(s, add_special_tokens=False).input_ids
-
-    base, out = enc(prefix), {}
-    for label in labels:
-        ids: set[int] = set()
-        full = enc(prefix + label)
-        if full[:len(base)] == base and len(full) == len(base) + 1:
-            ids.add(full[-1])
-        for variant in (label, f" {label}"):
-            if len(e := enc(variant)) == 1:
-                ids.add(e[0])
-        if not ids:
-            raise ConfigError(f"label {label!r} is not a single token of the judge's "
-                              "tokenizer; use a different judge model")
-        out[label] = sorted(ids)
-    every = [t for ids in out.values() for t in ids]
-    if len(set(every)) != len(every):
-        raise ConfigError("two labels share a token in the judge's tokenizer")
-    return out
-
-
-def render_chat(tokenizer: Any, user: str, prefix: str = "") -> str:
-    """The judge prompt as text, with ``prefix`` already written by the assistant."""
-    if tokenizer.chat_template is None:
-        return f"{user}\n\n{prefix}"
-    text = tokenizer.apply_chat_template([{"role": "user", "content": user}],
-                                         tokenize=False, add_generation_prompt=True)
-    return text + prefix
-
-
 def next_token_probs(model: Any, tokenizer: Any, texts: Sequence[str],
                      token_ids: dict[str, list[int]], batch_size: int = 8
                      ) -> list[dict[str, float]]:
     """For each text, the probability of each key's tokens as the very next token
     (summed over a key's spellings, not renormalised)."""
-    import torch
+    from alignment.judges import next_token_distributions
 
     encoded = [tokenizer(t, add_special_tokens=False).input_ids for t in texts]
-    out: list[dict[str, float]] = [{} for _ in texts]
-    order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        batch = tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt")
-        mask = batch["attention_mask"]
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: count real tokens
-        with torch.inference_mode():
-            logits = model(input_ids=batch["input_ids"], attention_mask=mask,
-                           position_ids=positions, logits_to_keep=1).logits[:, -1]
-        probs = torch.softmax(logits.float(), dim=-1)
-        for j, i in enumerate(rows):
-            out[i] = {k: float(probs[j, ids].sum()) for k, ids in token_ids.items()}
-    return out
+    return [{k: float(probs[ids].sum()) for k, ids in token_ids.items()}
+            for probs in next_token_distributions(model, tokenizer, encoded, batch_size,
+                                                  desc="judge")]
 
 
 def generate_greedy(model: Any, tokenizer: Any, texts: Sequence[str], max_new_tokens: int,

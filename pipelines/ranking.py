@@ -166,21 +166,21 @@ class KWiseRankingStep(Step):
         return out
 
     def _first_choice(self, jobs: list) -> list:
-        from pipelines.feedback import (LABELS, fit_responses, label_token_ids,
-                                        next_token_probs, ranking_prompt, ranks_from_scores,
-                                        render_chat)
+        from alignment.judges import judge_prompt, label_token_ids
+        from pipelines.feedback import (LABELS, fit_responses, next_token_probs, ranking_prompt,
+                                        ranks_from_scores)
 
         judge, prefix = self._judge, "Ranking: "
         tok = judge.tokenizer
         texts, cut = [], []
         for instr, shown, _ in jobs:
             def build(rs, instr=instr):
-                return render_chat(tok, ranking_prompt(instr, rs), prefix)
+                return judge_prompt(tok, ranking_prompt(instr, rs), prefix)
             fitted, was_cut = fit_responses(tok, build, shown, judge.max_length)
             texts.append(build(fitted))
             cut.append(was_cut)
         k_max = max(len(s) for _, s, _ in jobs)
-        ids = label_token_ids(tok, prefix, LABELS[:k_max])
+        ids = label_token_ids(tok, prefix, LABELS[:k_max], judge.model_spec)
         probs = next_token_probs(judge.model, tok, texts, ids, self.judge_batch_size)
         out = []
         for (_, shown, order), p, was_cut in zip(jobs, probs, cut):
