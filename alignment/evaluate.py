@@ -1,6 +1,7 @@
 """Preference evaluation of a trained policy against its reference on held-out pairs.
 
     align eval --model RUN_DIR_OR_MODEL [--base BASE] --dataset HELD_OUT_PAIRS [--output FILE]
+              [--dtype auto|float32|bfloat16]
 
 For each pair the implicit DPO reward of a completion y is
 ``r(y) = beta * (log pi(y|x) - log pi_ref(y|x))``, summed over the completion's tokens.
@@ -12,6 +13,10 @@ any reference correction, so a reader sees where the base model already stood.
 A run folder holding a LoRA adapter (``adapter_config.json``) is loaded once: the policy
 is the base with the adapter, the reference the same weights with the adapter off. A
 full model needs ``--base`` and loads both.
+
+Scoring runs in the run's own precision (``--dtype auto``), read from its ``metrics.json``:
+a ``bf16=True`` run is scored under bf16 autocast over its float32 weights, as TRL's
+Trainer evaluated it, so the rewards match the ones it logged.
 
 Judged win rate (on by default; ``--no_win_rate`` skips it): for the first
 ``--win_rate_prompts`` distinct held-out prompts, the policy and the reference each write a
@@ -29,7 +34,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from alignment.errors import ConfigError
@@ -118,14 +125,92 @@ def preference_figures(policy: tuple[list[float], list[float]],
     }
 
 
-def load_policy(model_spec: str, base_spec: str | None):
-    """(policy, reference, tokenizer, base path); reference is None for an adapter."""
+@dataclass(frozen=True)
+class Precision:
+    """How the forward passes run: ``weights`` as loaded, under ``autocast`` if set."""
+
+    weights: str  # a torch dtype name, or "auto" (the checkpoint's own)
+    autocast: str | None  # mixed precision: matmuls in this dtype, as the Trainer runs them
+    why: str
+
+    @property
+    def dtype(self) -> str:
+        """The dtype the matmuls run in."""
+        return self.autocast or self.weights
+
+
+def choose_precision(model_spec: str, requested: str = "auto") -> Precision:
+    """The precision ``align eval`` scores in: the run's own, unless ``requested`` names one.
+
+    With ``bf16=True`` the Trainer (through accelerate) keeps the weights in the dtype they
+    were loaded in (``ModelConfig.dtype``, float32 by default) and runs each forward under
+    ``torch.autocast``, so that is what is mirrored here: casting the weights to bf16
+    instead rounds them too, and the rewards then drift from the trainer's by ~1e-3.
+    """
+    from alignment.training import cpu_has_fast_bf16
+
+    record = Path(model_spec) / "metrics.json"
+    if not record.is_file():
+        if requested == "auto":
+            native = cpu_has_fast_bf16()
+            requested = "bfloat16" if native else "float32"
+            why = (f"no run record ({record.name}) to read it from, and this CPU "
+                   f"{'has' if native else 'has no'} native bf16")
+        else:
+            why = f"--dtype {requested}"
+        return Precision("float32", None if requested == "float32" else requested, why)
+    config = json.loads(record.read_text()).get("config", {})
+    # the section of the trainer's own arguments (DPOConfig, SFTConfig, ...)
+    args = next((v for v in config.values() if isinstance(v, dict) and "bf16" in v), {})
+    weights = (config.get("ModelConfig") or {}).get("dtype") or "float32"
+    mixed = "bfloat16" if args.get("bf16") else "float16" if args.get("fp16") else None
+    mode = {"bfloat16": "bf16", "float16": "fp16", None: "no"}[mixed]
+    run = f"{mode} mixed precision, {weights} weights"
+    if requested != "auto":
+        if requested == "float32":
+            return Precision("float32", None, f"--dtype float32 (the run: {run})")
+        return Precision(weights, None if weights == requested else requested,
+                         f"--dtype {requested} (the run: {run})")
+    why = f"the run's own ({run}, from {record})"
+    if mixed and (args.get("bf16_full_eval") or args.get("fp16_full_eval")):
+        return Precision(mixed, None, why)  # the Trainer casts the model to evaluate
+    return Precision(weights, None if mixed == weights else mixed, why)
+
+
+def _run_under_autocast(model, dtype: str) -> None:
+    """Wrap ``model.forward`` in autocast, as accelerate does for a mixed-precision run."""
+    import torch
+
+    forward = model.forward
+
+    @functools.wraps(forward)
+    def autocast_forward(*args, **kwargs):
+        device = next(model.parameters()).device.type
+        with torch.autocast(device_type=device, dtype=getattr(torch, dtype)):
+            return forward(*args, **kwargs)
+    model.forward = autocast_forward
+
+
+def load_policy(model_spec: str, base_spec: str | None, precision: Precision | None = None):
+    """(policy, reference, tokenizer, base path); reference is None for an adapter.
+
+    ``precision`` (default: float32 weights, no autocast) sets the weights' dtype and
+    whether the forward passes run under autocast.
+    """
     from transformers import AutoModelForCausalLM
 
     from alignment.models import ModelNotAvailable, resolve_model
     from alignment.training import load_tokenizer
 
+    precision = precision or Precision("float32", None, "")
     path = Path(model_spec)
+
+    def load(spec: str):
+        model = AutoModelForCausalLM.from_pretrained(spec, dtype=precision.weights)
+        if precision.autocast:
+            # the inner model: PEFT's forward and generate() both end up in its forward
+            _run_under_autocast(model, precision.autocast)
+        return model
     try:
         if (path / "adapter_config.json").exists():
             from peft import PeftModel
@@ -133,16 +218,15 @@ def load_policy(model_spec: str, base_spec: str | None):
             recorded = json.loads((path / "adapter_config.json").read_text()).get(
                 "base_model_name_or_path")
             base = resolve_model(base_spec or recorded)
-            policy = PeftModel.from_pretrained(
-                AutoModelForCausalLM.from_pretrained(base, dtype="float32"), str(path))
+            policy = PeftModel.from_pretrained(load(base), str(path))
             reference = None
         else:
             if not base_spec:
                 raise ConfigError(f"{model_spec} is a full model, not a LoRA adapter folder; "
                                   "give the reference with --base")
             base = resolve_model(base_spec)
-            policy = AutoModelForCausalLM.from_pretrained(resolve_model(model_spec), dtype="float32")
-            reference = AutoModelForCausalLM.from_pretrained(base, dtype="float32").eval()
+            policy = load(resolve_model(model_spec))
+            reference = load(base).eval()
     except ModelNotAvailable as e:
         raise ConfigError(str(e)) from None
     tok_dir = path if (path / "tokenizer_config.json").exists() else Path(base)
@@ -159,11 +243,13 @@ def _recorded_beta(run: Path) -> float | None:
 def evaluate(model: str, dataset: str, base: str | None = None, beta: float | None = None,
              batch_size: int = 4, max_length: int | None = 512,
              max_pairs: int | None = None, judge: str | None = "smollm2",
-             win_rate_prompts: int = 10, max_new_tokens: int = 64, samples: int = 5) -> dict:
+             win_rate_prompts: int = 10, max_new_tokens: int = 64, samples: int = 5,
+             dtype: str = "auto") -> dict:
     """Score every held-out pair under the policy and the reference; return the figures.
 
     With a ``judge`` (a model spec), also the judged win rate of the policy's greedy
     answers over the reference's on ``win_rate_prompts`` prompts; ``judge=None`` skips it.
+    ``dtype`` is ``auto`` (the run's own, see :func:`choose_precision`) or a dtype name.
     """
     from alignment.training import chat_format_pairs, load_pairs, take
 
@@ -171,7 +257,9 @@ def evaluate(model: str, dataset: str, base: str | None = None, beta: float | No
         _check_judge(judge, max_new_tokens)
     pairs = take(load_pairs([dataset]), max_pairs)
     beta = beta or _recorded_beta(Path(model)) or 0.1
-    policy, reference, tokenizer, base_path = load_policy(model, base)
+    precision = choose_precision(model, dtype)
+    print(f"align eval: scoring in {precision.dtype}: {precision.why}")
+    policy, reference, tokenizer, base_path = load_policy(model, base, precision)
     pairs = chat_format_pairs(pairs, tokenizer)
     tokenized = [tokenize_pair(row, tokenizer) for row in pairs]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -182,7 +270,8 @@ def evaluate(model: str, dataset: str, base: str | None = None, beta: float | No
                                            batch_size)
     figures = preference_figures(policy_logps, reference_logps, beta)
     result = {"model": str(model), "base": base_path, "dataset": str(dataset),
-              "pairs": len(tokenized), "beta": beta, **figures, "win_rate": None}
+              "pairs": len(tokenized), "beta": beta, "dtype": precision.dtype,
+              "dtype_why": precision.why, **figures, "win_rate": None}
     if judge and win_rate_prompts > 0:
         judged = judge_win_rate(policy, reference, tokenizer, pairs, judge,
                                 n_prompts=win_rate_prompts, max_new_tokens=max_new_tokens,
@@ -357,6 +446,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--max_length", type=int, default=512)
     parser.add_argument("--max_pairs", type=int, help="score at most this many pairs")
+    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+                        help="auto (default): the run's own, as its trainer evaluated "
+                             "(metrics.json); without a run record float32, or bfloat16 on "
+                             "a CPU with native bf16")
     judged = parser.add_argument_group(
         "judged win rate", "greedy answers of the policy and the reference to held-out "
         "prompts, compared by an AI judge in both orders; on by default")
@@ -379,7 +472,8 @@ def main(argv: list[str]) -> int:
                       batch_size=args.batch_size, max_length=args.max_length,
                       max_pairs=args.max_pairs, judge=None if args.no_win_rate else args.judge,
                       win_rate_prompts=args.win_rate_prompts,
-                      max_new_tokens=args.max_new_tokens, samples=args.samples)
+                      max_new_tokens=args.max_new_tokens, samples=args.samples,
+                      dtype=args.dtype)
     print(format_table(result))
     output = args.output or (Path(args.model) / "eval.json" if Path(args.model).is_dir() else None)
     if output:

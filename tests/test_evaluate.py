@@ -11,12 +11,46 @@ from alignment.cli import main as align
 from tests.test_dpo import train, write_pairs
 
 
+# bf16 keeps 8 bits of mantissa (relative rounding ~4e-3 per operation), and a reward is a
+# difference of two sums of log-probabilities, which cancels and so magnifies that error:
+# bf16 figures agree to a couple of percent, float32 ones to 1e-3.
+TOLERANCE = {"bfloat16": 2e-2, "float32": 1e-3}
+
+
 @pytest.fixture(scope="module")
 def run(tiny_model, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("eval")
     out = root / "run"
     assert train(tiny_model, write_pairs(root / "pairs.jsonl"), out) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def bf16_run(tiny_model, tmp_path_factory) -> Path:
+    """A run trained the way align trains on a CPU with native bf16 (AMX, avx512_bf16).
+
+    bf16 autocast works on any x86 CPU (emulated, only slower), so pretending the CPU has
+    it gives the same bf16 run here.
+    """
+    root = tmp_path_factory.mktemp("eval_bf16")
+    out = root / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("alignment.training.cpu_has_fast_bf16", lambda: True)
+        assert train(tiny_model, write_pairs(root / "pairs.jsonl"), out) == 0
+    return out
+
+
+def assert_agrees_with_the_trainer(result: dict, run: Path) -> None:
+    """Same adapter, same pairs, same beta: the implicit reward computed by ``align eval``
+    must be the one TRL reported at the end of training (one eval batch, so its mean is
+    exact), within what the run's dtype allows."""
+    trainer = json.loads((run / "metrics.json").read_text())["eval"]
+    rel = TOLERANCE[result["dtype"]]
+    assert result["pairs"] <= 4
+    assert result["policy"]["reward_margin_mean"] == pytest.approx(
+        trainer["rewards/margins"], rel=rel, abs=1e-4)
+    assert result["policy"]["reward_chosen_mean"] == pytest.approx(
+        trainer["rewards/chosen"], rel=rel, abs=1e-4)
 
 
 def test_eval_policy_against_reference(run, tmp_path, capsys):
@@ -41,17 +75,50 @@ def test_eval_policy_against_reference(run, tmp_path, capsys):
 
 
 def test_eval_agrees_with_the_trainer_on_the_held_out_pairs(run):
-    # Same adapter, same pairs, same beta: the implicit reward computed here must be the
-    # one TRL reported at the end of training (one eval batch, so its mean is exact).
     from alignment.evaluate import evaluate
 
     result = evaluate(str(run), str(run / "eval_pairs.jsonl"), judge=None)
-    trainer = json.loads((run / "metrics.json").read_text())["eval"]
-    assert result["pairs"] <= 4
-    assert result["policy"]["reward_margin_mean"] == pytest.approx(
-        trainer["rewards/margins"], rel=1e-3, abs=1e-4)
-    assert result["policy"]["reward_chosen_mean"] == pytest.approx(
-        trainer["rewards/chosen"], rel=1e-3, abs=1e-4)
+    # this CPU's own choice: bf16 where it is native, float32 elsewhere
+    trained_bf16 = json.loads((run / "metrics.json").read_text())["config"]["DPOConfig"]["bf16"]
+    assert result["dtype"] == ("bfloat16" if trained_bf16 else "float32")
+    assert_agrees_with_the_trainer(result, run)
+
+
+def test_eval_of_a_bf16_run_scores_in_bf16_and_agrees_with_the_trainer(bf16_run, tmp_path,
+                                                                       capsys):
+    config = json.loads((bf16_run / "metrics.json").read_text())["config"]
+    assert config["DPOConfig"]["bf16"] is True and config["ModelConfig"]["dtype"] == "float32"
+    output = tmp_path / "eval.json"
+    assert align(["eval", "--model", str(bf16_run), "--dataset",
+                  str(bf16_run / "eval_pairs.jsonl"), "--output", str(output),
+                  "--no_win_rate"]) == 0
+    result = json.loads(output.read_text())
+    assert result["dtype"] == "bfloat16" and "bf16 mixed precision" in result["dtype_why"]
+    assert "scoring in bfloat16: the run's own" in capsys.readouterr().out
+    assert_agrees_with_the_trainer(result, bf16_run)
+
+
+def test_eval_dtype_flag_overrides_the_run(bf16_run, tmp_path, capsys):
+    output = tmp_path / "eval.json"
+    assert align(["eval", "--model", str(bf16_run), "--dataset",
+                  str(bf16_run / "eval_pairs.jsonl"), "--output", str(output),
+                  "--no_win_rate", "--dtype", "float32"]) == 0
+    result = json.loads(output.read_text())
+    assert result["dtype"] == "float32" and result["dtype_why"].startswith("--dtype float32")
+    assert "scoring in float32: --dtype float32" in capsys.readouterr().out
+
+
+def test_precision_without_a_run_record_follows_the_cpu(tiny_model, monkeypatch):
+    from alignment.evaluate import choose_precision
+
+    monkeypatch.setattr("alignment.training.cpu_has_fast_bf16", lambda: False)
+    assert choose_precision(str(tiny_model)).dtype == "float32"
+    monkeypatch.setattr("alignment.training.cpu_has_fast_bf16", lambda: True)
+    native = choose_precision(str(tiny_model))
+    # mixed precision over float32 weights, as training on such a CPU would run
+    assert (native.weights, native.autocast) == ("float32", "bfloat16")
+    assert "native bf16" in native.why
+    assert choose_precision(str(tiny_model), "float32").dtype == "float32"
 
 
 def test_eval_judged_win_rate_and_samples(run, tiny_model, tmp_path, capsys):
