@@ -237,6 +237,15 @@ def check_spec(spec: dict, where: str = "verifiers", *, path: object = None,
     return {"name": name, "params": params}
 
 
+def stored(spec: dict) -> dict:
+    """A checked spec as a row stores it: without ``params`` when there are none.
+
+    Parquet cannot write a struct with no fields, which is what a column of specs that
+    all have ``"params": {}`` becomes; an absent (null) ``params`` reads back as none."""
+    return {"name": spec["name"], "params": spec["params"]} if spec.get("params") else {
+        "name": spec["name"]}
+
+
 def _signature_text(verifier: Verifier) -> str:
     return ", ".join(k if v is REQUIRED else f"{k}={v!r}" for k, v in verifier.parameters.items())
 

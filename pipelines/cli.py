@@ -34,6 +34,7 @@ PIPELINES: dict[str, tuple[str, str]] = {
                      "score responses with a sequence-classification reward model"),
     "combine": ("pipelines.combine",
                 "merge several judges' scores (mean/majority) and report agreement"),
+    "verify": ("pipelines.verify", "score responses with programmatic verifiers (no model)"),
 }
 
 

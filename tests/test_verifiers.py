@@ -212,3 +212,101 @@ def test_score_keys_repeated_names_and_all_or_nothing():
     assert v.score(specs[1:], "all good", partial=False) == {
         "score": 1.0, "passed": True, "results": {"max_words": 1.0, "lowercase": 1.0}}
     assert v.format_spec(specs[0]) == "max_words:limit=2"
+
+
+# ---------------------------------------------------------------- align generate verify
+
+RANKED = [
+    {"id": "r1", "prompt": "Answer in lowercase, at most 3 words.",
+     "responses": ["fine, thanks", "I Am Fine Thank You", "ok"],
+     "models": ["a", "b", "c"], "scores": [None] * 3, "judge": "none", "judge_raw": [""] * 3,
+     "verifiers": [{"name": "lowercase", "params": {}},
+                   {"name": "max_words", "params": {"limit": 3}}]},
+    {"id": "r2", "prompt": "What is 6 x 7? End with the number.",
+     "responses": ["6 x 7 = 42", "It is 43."], "models": ["a", "b"], "scores": [None, None],
+     "judge": "none", "judge_raw": ["", ""],
+     "verifiers": [{"name": "final_answer", "params": {"answer": 42}}]},
+]
+
+
+def _align(*argv: str) -> int:
+    from alignment.cli import main
+
+    return main(list(argv))
+
+
+def test_generate_verify_end_to_end(tmp_path, capsys):
+    from alignment.data import read_card, read_rows, write_rows
+
+    src, out = write_rows(RANKED, tmp_path / "ranked.jsonl"), tmp_path / "verified.jsonl"
+    assert _align("generate", "verify", str(src), "-o", str(out),
+                  "--verifier", "forbidden_chars:chars=,") == 0
+    assert "5 responses checked" in capsys.readouterr().out
+    rows = read_rows(out)
+    first, second = rows
+    assert first["judge"] == "verifiers" and first["responses"] == RANKED[0]["responses"]
+    # r1: lowercase + max_words(3) from the row, forbidden_chars(",") from the command line
+    assert first["verifier_results"][0] == {"lowercase": 1.0, "max_words": 1.0,
+                                            "forbidden_chars": 0.0}
+    assert first["verifier_results"][1] == {"lowercase": 0.0, "max_words": 0.6,
+                                            "forbidden_chars": 1.0}
+    assert first["scores"] == pytest.approx([2 / 3, 1.6 / 3, 1.0])
+    assert first["ranks"] == [2, 3, 1]
+    assert [s["name"] for s in first["verifiers"]] == ["lowercase", "max_words",
+                                                       "forbidden_chars"]
+    assert second["scores"] == pytest.approx([1.0, 0.5])  # final_answer 1/0, no commas 1/1
+    assert json.loads(second["judge_raw"][0])["passed"] is True
+    card = read_card(out)
+    assert card["counts"] == {"rows": 2, "responses": 5, "responses_passing_all": 2}
+    assert card["checks"]["max_words:limit=3"] == {"responses": 3, "passed": 2,
+                                                   "pass_rate": 0.6667, "mean_score": 0.8667}
+    assert card["checks"]["forbidden_chars:chars=,"]["pass_rate"] == 0.8
+    assert card["checks"]["final_answer:answer=42"]["passed"] == 1
+
+    strict = tmp_path / "strict.parquet"
+    assert _align("generate", "verify", str(src), "-o", str(strict), "--no-partial",
+                  "--only-cli-verifiers", "--verifier", "lowercase") == 0
+    rows = read_rows(strict)
+    assert rows[0]["scores"] == [1.0, 0.0, 1.0] and rows[1]["scores"] == [1.0, 0.0]
+    # Parquet cannot store a column of empty param structs: specs without params omit them
+    assert rows[0]["verifiers"] == [{"name": "lowercase"}]
+
+
+def test_generate_verify_reads_parquet_param_unions(tmp_path):
+    """Parquet stores the rows' params as one struct of every key, absent ones null."""
+    from alignment.data import read_rows, write_rows
+
+    src = write_rows(RANKED, tmp_path / "ranked.parquet")
+    assert read_rows(src)[1]["verifiers"][0]["params"] == {"limit": None, "answer": 42}
+    out = tmp_path / "out.jsonl"
+    assert _align("generate", "verify", str(src), "-o", str(out)) == 0
+    assert [r["scores"] for r in read_rows(out)] == [[1.0, 0.3, 1.0], [1.0, 0.0]]
+
+
+def test_generate_verify_refuses_rows_without_checks(tmp_path, capsys):
+    from alignment.data import write_rows
+
+    rows = [RANKED[1], {k: v for k, v in RANKED[0].items() if k != "verifiers"}]
+    src = write_rows(rows, tmp_path / "ranked.jsonl")
+    assert _align("generate", "verify", str(src), "-o", str(tmp_path / "o.jsonl")) == 2
+    err = capsys.readouterr().err
+    assert "ranked.jsonl row 2: field `verifiers`: has no verifiers" in err
+    assert not (tmp_path / "o.jsonl").exists()
+    bad = write_rows([dict(RANKED[0], verifiers=[{"name": "max_words", "params": {}}])],
+                     tmp_path / "bad.jsonl")
+    assert _align("generate", "verify", str(bad), "-o", str(tmp_path / "o.jsonl")) == 2
+    assert "bad.jsonl row 1: field `verifiers[0].params`: `max_words` needs limit" in (
+        capsys.readouterr().err)
+    assert _align("generate", "verify", str(src), "-o", str(tmp_path / "o.jsonl"),
+                  "--verifier", "max_words:limit=x") == 2
+    assert "expected int, got 'x'" in capsys.readouterr().err
+
+
+def test_generate_verify_help(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        _align("generate", "verify", "--help")
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "align generate verify" in out and "--only-cli-verifiers" in out
+    assert _align("generate", "--help") == 0
+    assert "verify" in capsys.readouterr().out
