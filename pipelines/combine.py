@@ -15,10 +15,13 @@ responses differ, are dropped and counted. Per response:
 Judges on different scales (1..5 ratings, 0..1 win rates, reward logits) should be put
 on one with ``--normalize minmax`` (each judge's scores mapped to [0, 1] over the whole
 dataset) before a mean; weights only mean what they say on comparable scales. E.g.
-verifier scores (``align generate verify``, already 0..1) mixed 1:3 with a rating judge:
-``combine verified.jsonl uf.jsonl --normalize minmax --weights 1 3``. Agreement is reported on the scores that are combined:
-weighted Cohen's kappa (quadratic, on rounded scores) for two judges, Fleiss' kappa
-and mean pairwise kappa for more, and the mean Kendall tau of each row's ranking.
+verifier scores (``align generate verify``, 0..1) mixed 1:3 with a rating judge:
+``combine verified.jsonl uf.jsonl --normalize minmax --weights 1 3``. A judge of
+weight 0 is left out of the scores but not of the agreement.
+
+Agreement is reported on the scores that are combined: weighted Cohen's kappa
+(quadratic, on rounded scores) for two judges, Fleiss' kappa and mean pairwise kappa
+for more, and the mean Kendall tau of each row's ranking.
 """
 
 from __future__ import annotations
