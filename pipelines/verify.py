@@ -1,6 +1,6 @@
 """Verifier scores: every response of ranked rows checked by programmatic verifiers.
 
-    ranked dataset (+ each row's ``verifiers``) ──► alignment.verifiers ──► ranked dataset + card
+    ranked rows (+ each row's ``verifiers``) ──► alignment.verifiers ──► ranked rows + card
 
 A judge without a model: each response's score is what the verifiers of its row give
 it (see ``alignment/verifiers.py`` for the checks and the spec format). A row's specs
