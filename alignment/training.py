@@ -709,6 +709,11 @@ def load_prompts(specs: Sequence[str], seed: int = 0):
     anything else goes through the data layer to conversations (preference, ranked, KTO
     and SFT formats all convert) and keeps every turn before the last assistant reply.
     Duplicate prompts (pairs share them) are kept once.
+
+    A prompt list whose rows carry ``verifiers`` (specs of :mod:`alignment.verifiers`,
+    beside any other metadata such as ``id``, ``source`` or ``task``) keeps them: the
+    dataset then has a ``verifiers`` column too (an empty list for prompts without
+    any), every spec checked, each error naming file and row.
     """
     import random
 
@@ -720,23 +725,25 @@ def load_prompts(specs: Sequence[str], seed: int = 0):
         raise ConfigError("no dataset given: pass --dataset PATH (prompts, preference pairs, "
                           "conversations or any format `align data inspect` reads)")
     rng = random.Random(seed)
-    prompts: dict[str, list[dict]] = {}
+    prompts: dict[str, tuple[list[dict], list[dict]]] = {}
+    with_checks = False
     for spec in specs:
         path, weight = parse_mixture_spec(spec)
         rows = read_rows(path)
         if not rows:
             raise DataError(path, "no rows")
-        if set(rows[0]) <= {"prompt", "id", "source"}:
+        checked = any(isinstance(r, dict) and r.get("verifiers") is not None for r in rows)
+        if _is_prompt_list(rows[0], checked):
+            with_checks = with_checks or checked
             found = []
             for i, row in enumerate(rows, start=1):
                 p = row.get("prompt")
                 if isinstance(p, str) and p.strip():
-                    found.append([{"role": "user", "content": p}])
-                elif isinstance(p, list) and p and p[-1].get("role") == "user":
-                    found.append(p)
-                else:
+                    p = [{"role": "user", "content": p}]
+                elif not (isinstance(p, list) and p and p[-1].get("role") == "user"):
                     raise DataError(path, "expected a non-empty text or a conversation ending "
                                           "with a user turn", row=i, field="prompt")
+                found.append((p, _row_checks(row.get("verifiers"), path, i)))
         else:
             found = []
             for row in convert(rows, "sft", path=path, seed=seed):
@@ -744,20 +751,53 @@ def load_prompts(specs: Sequence[str], seed: int = 0):
                 last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"),
                            default=len(msgs))
                 if last > 0 and msgs[last - 1]["role"] == "user":
-                    found.append(msgs[:last])
+                    found.append((msgs[:last], []))
         if weight is not None:
             n = round(weight * len(found)) if weight <= 1 else int(weight)
             if n > len(found):
                 raise DataError(path, f"asked for {n} prompts (`@{weight:g}`) but the dataset "
                                       f"has {len(found)}")
             found = rng.sample(found, n)
-        for p in found:
-            prompts.setdefault(prompt_id(p), p)
+        for p, checks in found:
+            prompts.setdefault(prompt_id(p), (p, checks))
     if not prompts:
         raise DataError(", ".join(specs), "no prompt ending with a user turn was found")
     rows = list(prompts.values())
     rng.shuffle(rows)
-    return datasets.Dataset.from_dict({"prompt": rows})
+    columns = {"prompt": [p for p, _ in rows]}
+    if with_checks:
+        columns["verifiers"] = [checks for _, checks in rows]
+    try:
+        return datasets.Dataset.from_dict(columns)
+    except Exception as e:  # arrow type clashes surface as several exception types
+        raise DataError(", ".join(specs), f"the prompts' `verifiers` do not fit one table ({e}); "
+                                          "give each parameter one type in every row (e.g. "
+                                          "`answer` always a number, or always text)",
+                        field="verifiers") from None
+
+
+def _is_prompt_list(first: dict, checked: bool) -> bool:
+    """Bare prompts, or (``checked``: some row has verifier specs) prompts with any
+    metadata whose columns make no data format."""
+    from alignment.data import FORMATS
+
+    columns = set(first)
+    if columns <= {"prompt", "id", "source"}:
+        return True
+    return checked and "prompt" in columns and not any(
+        columns.issuperset(required) for required in FORMATS.values())
+
+
+def _row_checks(value: object, path: object, row: int) -> list[dict]:
+    from alignment import verifiers
+
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise DataError(path, 'expected a list of specs ({"name": ..., "params": {...}}), got '
+                              f"{type(value).__name__}", row=row, field="verifiers")
+    return [verifiers.stored(verifiers.check_spec(s, f"verifiers[{j}]", path=path, row=row))
+            for j, s in enumerate(value)]
 
 
 def resume_checkpoint(training_args) -> str | bool | None:
