@@ -2,6 +2,7 @@
 
     align rloo --reward_model runs/rm-smollm2 --dataset prompts.jsonl [--model smollm2]
                [--config recipe.yaml] [any RLOOConfig / ModelConfig flag]
+    align rloo --verifier row --dataset prompts_with_checks.jsonl     # RLVR, no reward model
 
 This is align's RLHF path with a learned reward. TRL 1.16 has no PPOTrainer (PPO left the
 stable API), so reward-model RL is REINFORCE Leave-One-Out here, or GRPO (`align grpo`):
@@ -11,9 +12,16 @@ other completions of the same prompt; a KL penalty (``--beta``) keeps the policy
 reference (the base with its LoRA adapters switched off).
 
 ``--reward_model`` is a sequence-classification model folder, such as the one `align rm`
-writes. ``--dataset`` is anything with prompts: a prompt list (JSONL rows
-``{"prompt": ...}``), preference pairs or ranked data (their prompts), or conversations
-(every turn before the last assistant reply). Several are mixed (``PATH@0.5``).
+writes. ``--verifier SPEC`` adds a programmatic reward (RLVR, a check of
+``alignment.verifiers`` scoring each completion in [0, 1], e.g. ``max_words:limit=40``),
+and ``--verifier row`` applies the specs each prompt carries in its ``verifiers`` column;
+with verifiers the reward model is optional. Several rewards are summed with TRL's
+``--reward_weights`` (one per function: the reward model first, then the verifiers).
+
+``--dataset`` is anything with prompts: a prompt list (JSONL rows ``{"prompt": ...}``,
+optionally with ``verifiers``), preference pairs or ranked data (their prompts), or
+conversations (every turn before the last assistant reply). Several are mixed
+(``PATH@0.5``).
 
 Configuration: ``ScriptArguments`` below, ``trl.RLOOConfig`` and ``trl.ModelConfig``;
 dataclass defaults < align's working defaults (printed) < YAML ``--config`` < command line.
