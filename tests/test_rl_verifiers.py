@@ -96,6 +96,20 @@ def test_row_reward_function_scores_per_prompt():
     assert (a.__name__, b.__name__) == ("verifier_max_words", "verifier_max_words#2")
 
 
+def test_user_verifier_reward_pickles_into_a_fresh_registry(monkeypatch):
+    import pickle
+
+    from alignment import verifiers
+    from alignment.recipes._rl import verifier_rewards
+
+    (reward,) = verifier_rewards(["tests.user_verifier:mentions:word=hi"])
+    assert reward.__name__ == "verifier_mentions"
+    data = pickle.dumps(reward)
+    monkeypatch.delitem(verifiers.VERIFIERS, "tests.user_verifier:mentions")
+    again = pickle.loads(data)
+    assert again(prompts=["p"], completions=["hi hi", "no"]) == [1.0, 0.0]
+
+
 def test_load_prompts_keeps_and_checks_verifiers(tmp_path):
     from alignment.errors import DataError
     from alignment.training import load_prompts

@@ -114,6 +114,12 @@ class VerifierReward:
     def __init__(self, name: str, spec: dict | None):
         self.__name__, self.spec = name, spec
 
+    def __setstate__(self, state: dict) -> None:
+        # a user's `module:function` is registered when loaded; a fresh process loads it
+        self.__dict__.update(state)
+        if self.spec is not None and ":" in self.spec["name"]:
+            verifiers.load(self.spec["name"])
+
     def __call__(self, prompts: list, completions: list, **columns) -> list[float | None]:
         texts = [completion_text(c) for c in completions]
         if self.spec is not None:
@@ -121,6 +127,8 @@ class VerifierReward:
         if "verifiers" not in columns:
             raise ConfigError("--verifier row: the batch has no `verifiers` column; keep "
                               "--remove_unused_columns false")
+        # TRL 1.16 reads None as "not applicable": NaN, left out of its nan-aware means
+        # and sums; a completion that no reward function scores gets advantage 0
         return [verifiers.score(specs, t)["score"] if specs else None
                 for specs, t in zip(columns["verifiers"], texts, strict=True)]
 
