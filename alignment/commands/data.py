@@ -21,7 +21,7 @@ from pathlib import Path
 
 from alignment.data import (FORMATS, STRATEGIES, TARGETS, convert, dedup, detect_format,
                             length_filter, read_rows, stats, write_card, write_rows)
-from alignment.data.formats import FAMILY, formats_table
+from alignment.data.formats import FAMILY, formats_table, normalise
 from alignment.errors import DataError
 
 
@@ -84,6 +84,9 @@ def main(argv: list[str]) -> int:
 def _inspect(path: str) -> int:
     rows = read_rows(path)
     fmt = detect_format(rows, path)
+    # every row is checked as conversion and training would check it, so a dataset that
+    # inspects cleanly converts cleanly, and a bad row is named here, not later
+    normalise(rows, fmt, path)
     info = stats(rows)
     print(f"{path}\n  format:  {fmt} (converts via the `{FAMILY[fmt]}` schema)")
     print(f"  rows:    {info['rows']}\n  columns: {', '.join(info['columns'])}")

@@ -87,6 +87,23 @@ def prompt_id(prompt: str | list) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: an error quotes the value, not megabytes."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def names(keys) -> str:
+    """``['a', 'b']`` for a message: the first 20 names, each cut to 40 characters (a CSV
+    header or a stray JSON object can hold anything); ``none`` when there are none."""
+    keys = sorted(map(str, keys))
+    if not keys:
+        return "none"
+    out = [repr(k) if len(k) <= 40 else repr(k[:40] + "...") for k in keys[:20]]
+    more = [f"... ({len(keys)} in all)"] if len(keys) > 20 else []
+    return f"[{', '.join(out + more)}]"
+
+
 def formats_table() -> str:
     width = max(map(len, FORMATS))
     return "\n".join(f"  {name:<{width}}  {', '.join(cols)}  -> {FAMILY[name]}"
@@ -102,7 +119,7 @@ def detect_format(rows: list[dict], path: object = None) -> str:
     for name, required in FORMATS.items():
         if columns.issuperset(required):
             return name
-    raise DataError(where, f"unknown dataset shape: columns {sorted(columns)} match no known "
+    raise DataError(where, f"unknown dataset shape: columns {names(columns)} match no known "
                            f"format. Rename columns to one of these (format: required "
                            f"columns -> schema):\n{formats_table()}", row=1)
 
@@ -148,14 +165,21 @@ class _Row:
             return None
         if isinstance(value, bool):
             raise self.error(field, f"expected a number, got a boolean ({value})")
+        number = None
         if isinstance(value, (int, float)):
-            return None if isinstance(value, float) and math.isnan(value) else float(value)
-        if isinstance(value, str):
+            number = float(value) if abs(value) < 1e308 else math.inf  # float(10**400) raises
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise self.error(field, f"expected a number or null, got {value!r}")
+        if number is None:
+            raise self.error(field, f"expected a number or null, got {shown(value)}")
+        if math.isnan(number):
+            return None
+        if math.isinf(number):  # 1e999, or digits past float's range: no usable score
+            raise self.error(field, f"expected a finite number, got {shown(value)}")
+        return number
 
     def messages(self, field: str, value: Any = None) -> list[dict]:
         """A conversation in OpenAI or ShareGPT shape -> ``[{"role", "content"}]``."""
@@ -173,7 +197,7 @@ class _Row:
             role = ROLES.get(str(raw_role).lower()) if raw_role is not None else None
             if role is None:
                 raise self.error(f"{field}[{i}].{role_key}",
-                                 f"unknown role {raw_role!r}; use one of {sorted(ROLES)}")
+                                 f"unknown role {shown(raw_role)}; use one of {sorted(ROLES)}")
             out.append({"role": role, "content": self._content(msg.get(content_key),
                                                                 f"{field}[{i}].{content_key}")})
         return out
@@ -186,7 +210,7 @@ class _Row:
             kinds = {p.get("type") for p in content}
             if kinds <= {"text"}:
                 return "".join(str(p.get("text", "")) for p in content)
-            raise self.error(field, f"holds non-text content parts {sorted(map(str, kinds))}; "
+            raise self.error(field, f"holds non-text content parts {names(kinds)}; "
                                     "only text is supported")
         raise self.error(field, f"expected message text, got {type(content).__name__}")
 
@@ -335,7 +359,7 @@ def _kto_trl(r: _Row) -> dict:
     elif isinstance(label, int) and not isinstance(label, bool) and label in (0, 1):
         label = bool(label)
     if not isinstance(label, bool):
-        raise r.error("label", f"expected true/false (desirable or not), got {label!r}")
+        raise r.error("label", f"expected true/false (desirable or not), got {shown(label)}")
     prompt, completion = r.require("prompt"), r.require("completion")
     if isinstance(prompt, str) and isinstance(completion, str):
         out = {"prompt": r.text("prompt"), "completion": r.text("completion")}
@@ -541,7 +565,7 @@ def check_row(kind: str, r: _Row) -> None:
                                  f"({len(responses)})")
         for i, s in enumerate(row["scores"]):
             if s is not None and (isinstance(s, bool) or not isinstance(s, (int, float))):
-                raise r.error(f"scores[{i}]", f"expected a number or null, got {s!r}")
+                raise r.error(f"scores[{i}]", f"expected a number or null, got {shown(s)}")
         if not isinstance(row.get("id"), str) or not isinstance(row.get("judge"), str):
             raise r.error("id" if not isinstance(row.get("id"), str) else "judge",
                           "expected text")

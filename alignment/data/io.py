@@ -13,6 +13,7 @@ with ``os.replace``, so a failed write never leaves a half-written dataset behin
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import shutil
@@ -22,10 +23,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from alignment.data.formats import names
 from alignment.errors import DataError
 
 FILE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".csv", ".tsv")
 DEFAULT_SPLIT = "train"
+# A row nested deeper than this is not a dataset row; refusing it at the reader keeps
+# Python's recursion limit (about 1000 frames, which json.loads obeys too) out of every
+# later step.
+MAX_DEPTH = 100
 
 # Columns whose CSV cells are decoded as JSON when they hold a list or object;
 # other cells stay text, so a prompt that happens to look like JSON is not mangled.
@@ -63,26 +69,97 @@ def read_rows(path: str | Path) -> list[dict]:
 
 def _read_file(path: Path) -> list[dict]:
     suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        return _read_jsonl(path)
-    if suffix == ".json":
-        return _read_json(path)
-    if suffix == ".parquet":
-        return _read_parquet(path)
-    if suffix in (".csv", ".tsv"):
-        return _read_csv(path, delimiter="\t" if suffix == ".tsv" else ",")
-    raise DataError(path, f"unsupported file type `{suffix or '(none)'}`; use one of "
-                          f"{', '.join(FILE_SUFFIXES)} or a `datasets` folder")
+    readers = {".jsonl": _read_jsonl, ".ndjson": _read_jsonl, ".json": _read_json,
+               ".parquet": _read_parquet, ".csv": lambda p: _read_csv(p, delimiter=","),
+               ".tsv": lambda p: _read_csv(p, delimiter="\t")}
+    if suffix not in readers:
+        raise DataError(path, f"unsupported file type `{suffix or '(none)'}`; use one of "
+                              f"{', '.join(FILE_SUFFIXES)} or a `datasets` folder")
+    try:
+        return readers[suffix](path)
+    except OSError as e:  # unreadable: permissions, a folder named like a file, ...
+        raise DataError(path, f"cannot read the file ({e.strerror or e})") from None
+
+
+def _text(path: Path, data: bytes, first_line: int = 1) -> str:
+    """``data`` as UTF-8 text (a leading byte-order mark dropped), or a DataError saying where
+    it is not; ``first_line`` is the line number ``data`` starts at."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(path, "is UTF-16 text; re-save it as UTF-8", row=first_line)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = first_line + data.count(b"\n", 0, e.start)
+        column = e.start - data.rfind(b"\n", 0, e.start)
+        raise DataError(path, f"not UTF-8 text (byte 0x{data[e.start]:02x} at column {column})"
+                              f"; {_binary_hint(path, data)}", row=line) from None
+    if "\x00" in text:
+        line = first_line + text.count("\n", 0, text.index("\x00"))
+        raise DataError(path, f"holds NUL bytes, so it is not text; {_binary_hint(path, data)}",
+                        row=line)
+    return text
+
+
+def _binary_hint(path: Path, data: bytes) -> str:
+    if data.startswith(b"PAR1"):
+        return f"this is a Parquet file: rename it to {path.stem}.parquet"
+    if b"\x00" in data[:4096]:
+        return ("is it UTF-16 or a binary file? align reads UTF-8 text "
+                f"({', '.join(s for s in FILE_SUFFIXES if s != '.parquet')}) and .parquet")
+    return "re-save the file as UTF-8 (it may be latin-1 or another legacy encoding)"
+
+
+def _parse_json(path: Path, text: str, row: int | None) -> Any:
+    """``json.loads``, with nesting deeper than :data:`MAX_DEPTH` a DataError."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise _too_deep(path, row) from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError as e:  # Python refuses integers of more than 4300 digits
+        raise DataError(path, f"not usable JSON ({_brief(e)})", row=row) from None
+    # a value nested N deep needs N brackets: counting them is cheap, the walk is not
+    if row is not None and _brackets(text) > MAX_DEPTH and _nested_too_deep(value):
+        raise _too_deep(path, row)
+    return value
+
+
+def _brackets(text: str) -> int:
+    return text.count("[") + text.count("{")
+
+
+def _too_deep(path: Path, row: int | None, field: str | None = None) -> DataError:
+    return DataError(path, f"nested too deeply for a dataset row (more than {MAX_DEPTH} "
+                           "levels of lists or objects)", row=row, field=field)
+
+
+def _nested_too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether ``value`` nests lists/objects more than ``limit`` deep (level by level, not
+    recursively: recursion is what such a value would break)."""
+    level, depth = [value] if type(value) in (dict, list) else [], 1
+    while level:
+        if depth > limit:
+            return True
+        children = []
+        for item in level:
+            children += [v for v in (item.values() if type(item) is dict else item)
+                         if type(v) in (dict, list)]
+        level, depth = children, depth + 1
+    return False
 
 
 def _read_jsonl(path: Path) -> list[dict]:
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            line = _text(path, raw, first_line=line_no)
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = _parse_json(path, line, row=line_no)
             except json.JSONDecodeError as e:
                 raise DataError(path, f"not valid JSON ({e.msg} at column {e.colno}); fix "
                                       f"or delete line {line_no}",
@@ -96,9 +173,9 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 def _read_json(path: Path) -> list[dict]:
-    text = path.read_text(encoding="utf-8")
+    text = _text(path, path.read_bytes())
     try:
-        data = json.loads(text)
+        data = _parse_json(path, text, row=None)
     except json.JSONDecodeError as e:
         # Many published ".json" files are really JSON Lines.
         if e.msg == "Extra data":
@@ -119,15 +196,19 @@ def _read_json(path: Path) -> list[dict]:
             key = next(iter(lists))
         if key is None:
             raise DataError(path, "a JSON object must hold the rows as a list under one key "
-                                  f"(found list keys: {sorted(lists) or 'none'}); "
+                                  f"(found list keys: {names(lists)}); "
                                   "write a JSON array or JSON Lines instead")
         data = lists[key]
     if not isinstance(data, list):
-        raise DataError(path, "expected a JSON array of row objects")
+        raise DataError(path, f"holds a JSON {type(data).__name__}; expected an array of row "
+                              "objects")
     for i, row in enumerate(data, start=1):
         if not isinstance(row, dict):
             raise DataError(path, f"item is a JSON {type(row).__name__}, expected an object",
                             row=i)
+    if _brackets(text) > MAX_DEPTH and _nested_too_deep(data, MAX_DEPTH + 1):
+        raise _too_deep(path, next(i for i, row in enumerate(data, start=1)
+                                   if _nested_too_deep(row)))
     return data
 
 
@@ -137,24 +218,37 @@ def _read_parquet(path: Path) -> list[dict]:
     try:
         return pq.read_table(path).to_pylist()
     except Exception as e:  # pyarrow raises several unrelated types for a bad file
-        raise DataError(path, f"cannot read as Parquet ({e}); is the file complete?") from None
+        raise DataError(path, f"cannot read as Parquet ({_brief(e)}); is the file complete?"
+                        ) from None
+
+
+def _brief(error: Exception) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text if len(text) <= 300 else text[:300] + "..."
 
 
 def _read_csv(path: Path, delimiter: str) -> list[dict]:
+    # csv's default cell limit (128 KiB) refuses long prompts and answers, which are
+    # ordinary; the limit is per process, so it is only ever raised
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
     rows = []
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f, delimiter=delimiter)
+    reader = csv.DictReader(io.StringIO(_text(path, path.read_bytes()), newline=""),
+                            delimiter=delimiter)
+    try:
         if not reader.fieldnames:
             raise DataError(path, "empty CSV: the first line must name the columns")
         for row_no, raw in enumerate(reader, start=1):
             if None in raw:
                 raise DataError(path, "more cells than header columns; quote cells that "
                                       "contain the delimiter", row=row_no)
-            rows.append({k: _csv_cell(k, v) for k, v in raw.items()})
+            rows.append({k: _csv_cell(path, row_no, k, v) for k, v in raw.items()})
+    except csv.Error as e:
+        raise DataError(path, f"not valid CSV ({e}) at line {reader.line_num}",
+                        row=len(rows) + 1) from None
     return rows
 
 
-def _csv_cell(column: str, value: str | None) -> Any:
+def _csv_cell(path: Path, row: int, column: str, value: str | None) -> Any:
     if value is None:
         return None
     stripped = value.strip()
@@ -163,28 +257,29 @@ def _csv_cell(column: str, value: str | None) -> Any:
             decoded = json.loads(stripped)
         except json.JSONDecodeError:
             return value
+        except RecursionError:
+            raise _too_deep(path, row, column) from None
         if isinstance(decoded, (list, dict)):
+            if _brackets(stripped) > MAX_DEPTH and _nested_too_deep(decoded):
+                raise _too_deep(path, row, column)
             return decoded
     return value
 
 
 def _read_folder(folder: Path, split: str | None) -> list[dict]:
     if (folder / "dataset_dict.json").exists():
-        import datasets
-
-        dd = datasets.load_from_disk(str(folder))
+        dd = _load_from_disk(folder)
         name = split or DEFAULT_SPLIT
         if name not in dd:
             raise DataError(folder, f"no split `{name}`; available: {', '.join(dd)}. "
                                     f"Pick one with `{folder}:SPLIT`")
-        return dd[name].to_list()
+        return _from_saved_folder(folder / name, lambda: dd[name].to_list())
     if (folder / "dataset_info.json").exists() and (folder / "state.json").exists():
-        import datasets
-
         if split is not None:
             raise DataError(folder, f"this folder holds a single dataset, not a split "
                                     f"`{split}`; drop the `:{split}` suffix")
-        return datasets.load_from_disk(str(folder)).to_list()
+        dataset = _load_from_disk(folder)
+        return _from_saved_folder(folder, dataset.to_list)
     shards = sorted(p for p in folder.rglob("*")
                     if p.is_file() and p.suffix.lower() in FILE_SUFFIXES
                     and p.name not in ("dataset_info.json", "state.json", "dataset_dict.json")
@@ -197,6 +292,26 @@ def _read_folder(folder: Path, split: str | None) -> list[dict]:
     for shard in chosen:
         rows.extend(_read_file(shard))
     return rows
+
+
+def _load_from_disk(folder: Path):
+    import datasets
+
+    # datasets reads the JSON metadata and maps the Arrow files lazily; a damaged folder
+    # fails as JSON, Arrow, OS or key errors, none of which names the folder
+    return _from_saved_folder(folder, lambda: datasets.load_from_disk(str(folder)))
+
+
+def _from_saved_folder(folder: Path, read: Callable[[], Any]) -> Any:
+    try:
+        return read()
+    except DataError:
+        raise
+    except RecursionError:
+        raise _too_deep(folder, None) from None
+    except Exception as e:
+        raise DataError(folder, f"cannot read this `datasets` save_to_disk folder "
+                                f"({type(e).__name__}: {_brief(e)}); save it again") from None
 
 
 def _shards_of_split(folder: Path, shards: list[Path], split: str | None) -> list[Path]:
