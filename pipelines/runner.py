@@ -18,11 +18,14 @@ row comes back exactly once.
 # at run time to find the `StepInput` parameter.
 import argparse
 import hashlib
+import io
 import json
+import logging
 import os
 import shutil
+import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +33,7 @@ from distilabel.mixins.signature import _EXCLUDE_FROM_SIGNATURE_DEFAULTS
 from distilabel.steps import LoadDataFromDicts, Step, StepInput
 from pydantic import Field
 
+import pipelines
 from alignment.models import align_home
 
 if TYPE_CHECKING:
@@ -86,6 +90,9 @@ def teacher_args(parser: argparse.ArgumentParser, *, multi_model: bool = False) 
     r.add_argument("--fresh", action="store_true",
                    help="ignore the cache of an earlier, interrupted run with the same "
                         "settings (default: resume it)")
+    r.add_argument("--verbose", action=_Verbose,
+                   help="show distilabel's INFO logs and the libraries' warnings (default: "
+                        "only their warnings and errors, and align's own progress)")
     r.add_argument("--ray", action="store_true",
                    help="run on Ray via distilabel's pipeline.ray(): a local Ray started for "
                         "this run (ALIGN_RAY_CPUS caps its CPUs), or the running cluster "
@@ -100,6 +107,19 @@ def teacher_args(parser: argparse.ArgumentParser, *, multi_model: bool = False) 
     q.add_argument("--decontaminate", default=None, metavar="EVAL_FILE",
                    help="drop rows sharing an n-gram with this evaluation set")
     q.add_argument("--ngram", type=int, default=13, help="n for --decontaminate")
+
+
+class _Verbose(argparse.Action):
+    """A flag that turns the libraries' output on as it is parsed: the pipelines hand
+    their options to ``run`` piecemeal, and distilabel must see the level before it
+    starts its step processes."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, True)
+        pipelines.library_output(verbose=True)
 
 
 def teacher(args: argparse.Namespace, model: str | None = None, delay: float = 0.0) -> "LLM":
@@ -319,14 +339,102 @@ def run(build: Build, rows: list[dict], *, fresh: bool = False,
         # distilabel's own cache resume (use_cache=True) hung after a SIGKILL in our
         # tests; the journal above already holds every finished row, so each attempt
         # runs distilabel fresh over the pending rows only.
-        if ray:
-            with ray_cluster():
-                pin_to_driver_node(journal)
-                pipeline.ray().run(use_cache=False)
-        else:
-            pipeline.run(use_cache=False)
+        with distilabel_run():
+            if ray:
+                with ray_cluster():
+                    pin_to_driver_node(journal)
+                    pipeline.ray().run(use_cache=False)
+            else:
+                pipeline.run(use_cache=False)
     out = collect(read_journal(path))
     return [r for r in out if r["id"] in set(ids)]
+
+
+@contextmanager
+def distilabel_run() -> Iterator[None]:
+    """Wrap a distilabel ``pipeline.run``: leave this process's logging as it was, and
+    unless verbose (``pipelines.verbose``) drop the output it prints on the happy path."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        with ExitStack() as stack:
+            if not pipelines.verbose():
+                stack.enter_context(_without_progress_bars())
+                stack.enter_context(_stdout_without(_CITATION_LOOKUP))
+            yield
+    finally:
+        # distilabel's setup_logging swaps the root logger's handlers for one QueueHandler
+        # and sets its level; stop_logging closes the queue but leaves the handler, so any
+        # later record in this process failed ("--- Logging error --- ... Queue is closed")
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+# Building its Distiset at the end of a run, distilabel looks up a BibTeX citation for
+# every link in its steps' docstrings. That lookup imports bs4 (not installed) before it
+# checks the link is an arXiv one, and the failure is print()ed, so no log level hides
+# it: "Untracked error: No module named 'bs4'". We never use the Distiset's citations
+# (and with bs4 installed the lookup would query arxiv2bibtex.org at every run's end).
+_CITATION_LOOKUP = ("Untracked error: ", "Couldn't obtain the bibtex format")
+
+
+@contextmanager
+def _stdout_without(prefixes: tuple[str, ...]) -> Iterator[None]:
+    """``sys.stdout`` without the lines that start with ``prefixes``; the rest pass."""
+    stream = sys.stdout
+    sys.stdout = filtered = _LineFilter(stream, prefixes)
+    try:
+        yield
+    finally:
+        filtered.flush()
+        if sys.stdout is filtered:
+            sys.stdout = stream
+
+
+class _LineFilter(io.TextIOBase):
+    """A text stream that passes whole lines on to ``stream``, but those starting with
+    ``prefixes``."""
+
+    def __init__(self, stream, prefixes: tuple[str, ...]) -> None:
+        self.stream, self.prefixes, self.pending = stream, prefixes, ""
+
+    def write(self, text: str) -> int:
+        lines = (self.pending + text).split("\n")
+        self.pending = lines.pop()
+        for line in lines:
+            if not line.startswith(self.prefixes):
+                self.stream.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending and not self.pending.startswith(self.prefixes):
+            self.stream.write(self.pending)
+        self.pending = ""
+        self.stream.flush()
+
+    def isatty(self) -> bool:  # rich decides on colours and width from these
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self.stream, "encoding", "utf-8")
+
+
+@contextmanager
+def _without_progress_bars() -> Iterator[None]:
+    """datasets' bar for the Distiset that distilabel builds from its own cache."""
+    import datasets
+
+    shown = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if shown:
+            datasets.enable_progress_bars()
 
 
 def write_dataset(rows: list[dict], output: str | Path, title: str,
