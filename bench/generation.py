@@ -7,7 +7,7 @@ process, one after the other:
             directly, with no pipeline around it);
 - pipeline: ``BatchedTransformersLLM`` driven as the preference pipeline drives it, through
             distilabel's ``TextGeneration.process`` in ``input_batch_size`` chunks; it
-            decodes with ``pipelines.decoding``, which drops each answer from its batch
+            decodes with ``alignment.engine``, which drops each answer from its batch
             when it ends, so it can beat ``raw``;
 - stock:    distilabel's ``TransformersLLM`` (a transformers text-generation pipeline,
             one prompt per ``generate`` call).

@@ -42,7 +42,7 @@ class BatchedTransformersLLM(LLM):
             pipeline runs the teacher and the judge in two processes at once, giving each
             half the cores avoids oversubscription, which slows CPU inference severalfold.
         early_exit: drop each sequence from its batch as soon as it ends
-            (``pipelines.decoding``) instead of padding it to the longest, as
+            (``alignment.engine``) instead of padding it to the longest, as
             ``model.generate`` does; False uses ``model.generate``.
 
     Examples:
@@ -93,12 +93,9 @@ class BatchedTransformersLLM(LLM):
 
     def prepare_input(self, input: StandardInput) -> list[int]:
         """Token ids of one conversation, ending with the assistant generation prompt."""
-        tok = self._tokenizer
-        if tok.chat_template is None:
-            text = "\n\n".join(m["content"] for m in input)
-            return tok(text).input_ids  # no template: the tokenizer's own BOS rule applies
-        text = tok.apply_chat_template(input, tokenize=False, add_generation_prompt=True)
-        return tok(text, add_special_tokens=False).input_ids
+        from alignment.engine import encode_prompt
+
+        return encode_prompt(self._tokenizer, input)
 
     @validate_call
     def generate(  # type: ignore[override]
@@ -141,48 +138,52 @@ class BatchedTransformersLLM(LLM):
                      seed: int | None = None, **gen_kwargs: Any
                      ) -> tuple[list[list[str]], list[list[int]]]:
         """Generate from token ids; returns texts and generated-token counts per prompt."""
-        import torch
-        from tqdm.auto import tqdm
+        gens = self.generations(encoded, num_generations, seed=seed, **gen_kwargs)
+        return ([[g.text for g in row] for row in gens], [[g.tokens for g in row] for row in gens])
 
-        from pipelines.decoding import decode
+    def generations(self, encoded: list[list[int]], num_generations: int = 1,
+                    seed: int | None = None, **gen_kwargs: Any):
+        """:func:`alignment.engine.generate_ids` on this model: every answer with its
+        finish reason (``stop`` or ``length``) and token count."""
+        from alignment import engine
 
         seed = self.seed if seed is None else seed
+        if not self.early_exit:
+            return self._generate_reference(encoded, num_generations, seed, **gen_kwargs)
+        return engine.generate_ids(self._model, self._tokenizer, encoded,
+                                   num_return_sequences=num_generations,
+                                   batch_size=self.batch_size, seed=seed,
+                                   progress=f"generate [{self.model}]", **gen_kwargs)
+
+    def _generate_reference(self, encoded, num_generations, seed, **gen_kwargs):
+        """The same through ``model.generate``: the reference path the engine is tested
+        against (``early_exit=False``)."""
+        import torch
+
+        from alignment.engine import Generation, end_token_ids
+
         if seed is not None:
             torch.manual_seed(seed)
         tok, model = self._tokenizer, self._model
         sampling = bool(gen_kwargs.get("do_sample"))
-        # greedy decoding gives the same answer every time: compute it once per prompt
         n_call = num_generations if sampling else 1
-        eos = model.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
-        eos_ids.add(tok.eos_token_id)
-        texts: list[list[str]] = [[] for _ in encoded]
-        counts: list[list[int]] = [[] for _ in encoded]
-        # longest first: similar lengths share a batch, so little padding is wasted
+        eos_ids = end_token_ids(model, tok)
+        out: list[list] = [[] for _ in encoded]
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
-        starts = range(0, len(order), self.batch_size)
-        # a bar on a terminal only (disable=None), one tick per generate call
-        for start in tqdm(starts, desc=f"generate [{self.model}]", unit="batch", disable=None,
-                          leave=False):
+        for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
             batch = tok.pad({"input_ids": [encoded[i] for i in rows]},
                             return_tensors="pt").to(model.device)
-            if self.early_exit:
-                new = decode(model, batch["input_ids"], batch["attention_mask"],
-                             eos_ids=eos_ids, num_return_sequences=n_call, **gen_kwargs)
-            else:
-                with torch.inference_mode():
-                    out = model.generate(**batch, num_return_sequences=n_call,
-                                         pad_token_id=tok.pad_token_id, **gen_kwargs)
-                new = out[:, batch["input_ids"].shape[1]:].tolist()
-            for j, ids in enumerate(new):
-                row = rows[j // n_call]
-                n = next((k + 1 for k, t in enumerate(ids) if t in eos_ids), len(ids))
-                text = tok.decode(ids[:n], skip_special_tokens=True)
-                reps = 1 if sampling else num_generations
-                texts[row] += [text] * reps
-                counts[row] += [n] * reps
-        return texts, counts
+            with torch.inference_mode():
+                ids = model.generate(**batch, num_return_sequences=n_call,
+                                     pad_token_id=tok.pad_token_id, **gen_kwargs)
+            for j, new in enumerate(ids[:, batch["input_ids"].shape[1]:].tolist()):
+                end = next((k for k, t in enumerate(new) if t in eos_ids), None)
+                kept = new if end is None else new[:end + 1]
+                gen = Generation(tok.decode(kept, skip_special_tokens=True),
+                                 "length" if end is None else "stop", len(kept))
+                out[rows[j // n_call]] += [gen] * (1 if sampling else num_generations)
+        return out
 
 
 def make_llm(model: str | None = None, base_url: str | None = None,

@@ -1,11 +1,11 @@
-"""pipelines.decoding: the same tokens as transformers' generate, and finished rows leave the batch."""
+"""alignment.engine: the same tokens as transformers' generate, and finished rows leave the batch."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from pipelines.decoding import decode
+from alignment.engine import decode
 from tests.test_llms import PROMPTS
 
 
