@@ -1,7 +1,16 @@
-"""Preference evaluation of a trained policy against its reference on held-out pairs.
+"""Evaluation of a trained policy against its reference: on held-out pairs, and on held-out
+prompts whose answers are checked.
 
     align eval --model RUN_DIR_OR_MODEL [--base BASE] --dataset HELD_OUT_PAIRS [--output FILE]
               [--dtype auto|float32|bfloat16]
+    align eval --model RUN_DIR --prompts HELD_OUT_PROMPTS [--factual [QUESTIONS]]
+
+With ``--prompts`` (rows carrying verifier specs, as ``align generate constraints``
+writes them) both models answer every prompt greedily and ``alignment.following``
+reports the follow rate of each, overall and per verifier, with the difference and its
+paired bootstrap 95% interval; ``--factual`` adds questions with known answers, so a
+gain in following that costs knowledge shows. The judged win rate then compares the
+same answers.
 
 For each pair the implicit DPO reward of a completion y is
 ``r(y) = beta * (log pi(y|x) - log pi_ref(y|x))``, summed over the completion's tokens.
@@ -33,13 +42,13 @@ a smoke signal and look at the samples; pass a stronger ``--judge`` for a real f
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from alignment.errors import ConfigError
+from alignment.following import FACTUAL as FACTUAL_DEFAULT
 
 
 def tokenize_pair(row: dict, tokenizer) -> dict[str, list[int]]:
@@ -240,46 +249,115 @@ def _recorded_beta(run: Path) -> float | None:
     return None
 
 
-def evaluate(model: str, dataset: str, base: str | None = None, beta: float | None = None,
-             batch_size: int = 4, max_length: int | None = 512,
+def evaluate(model: str, dataset: str | None = None, base: str | None = None,
+             beta: float | None = None, batch_size: int = 4, max_length: int | None = 512,
              max_pairs: int | None = None, judge: str | None = "smollm2",
              win_rate_prompts: int = 10, max_new_tokens: int = 64, samples: int = 5,
-             dtype: str = "auto") -> dict:
-    """Score every held-out pair under the policy and the reference; return the figures.
+             dtype: str = "auto", prompts: str | None = None, factual: str | None = None,
+             seed: int = 0) -> dict:
+    """The policy against its reference; return the figures.
 
-    With a ``judge`` (a model spec), also the judged win rate of the policy's greedy
-    answers over the reference's on ``win_rate_prompts`` prompts; ``judge=None`` skips it.
-    ``dtype`` is ``auto`` (the run's own, see :func:`choose_precision`) or a dtype name.
+    ``dataset``: held-out preference pairs, scored under both models. ``prompts``:
+    held-out prompts that carry verifier specs, answered greedily by both and checked
+    (``alignment.following``), with ``factual`` questions beside them. With a ``judge``
+    (a model spec), also the judged win rate of the policy's greedy answers over the
+    reference's (on the ``prompts`` when given, else on ``win_rate_prompts`` prompts of the
+    pairs); ``judge=None`` skips it. ``dtype`` is ``auto`` (the run's own, see
+    :func:`choose_precision`) or a dtype name.
     """
+    from alignment import following
     from alignment.training import chat_format_pairs, load_pairs, take
 
+    if dataset is None and prompts is None:
+        raise ConfigError("nothing to evaluate: give --dataset (held-out pairs) and/or "
+                          "--prompts (held-out prompts with verifier specs)")
     if judge and win_rate_prompts > 0:
         _check_judge(judge, max_new_tokens)
-    pairs = take(load_pairs([dataset]), max_pairs)
-    beta = beta or _recorded_beta(Path(model)) or 0.1
+    pairs = take(load_pairs([dataset]), max_pairs) if dataset else None
+    checked = following.read_checked_prompts(prompts) if prompts else None
+    questions = following.read_factual(factual) if factual else None
     precision = choose_precision(model, dtype)
     print(f"align eval: scoring in {precision.dtype}: {precision.why}")
     policy, reference, tokenizer, base_path = load_policy(model, base, precision)
+    result = {"model": str(model), "base": base_path, "dtype": precision.dtype,
+              "dtype_why": precision.why, "win_rate": None}
+    if pairs is not None:
+        result.update(score_pairs(policy, reference, tokenizer, pairs, dataset,
+                                  beta or _recorded_beta(Path(model)) or 0.1, batch_size,
+                                  max_length))
+        pairs = chat_format_pairs(pairs, tokenizer)
+    if checked is not None:
+        result.update(evaluate_prompts(policy, reference, tokenizer, checked, questions,
+                                       judge=judge if win_rate_prompts > 0 else None,
+                                       max_new_tokens=max_new_tokens, samples=samples,
+                                       seed=seed))
+        result["prompts_file"] = str(prompts)
+    elif judge and win_rate_prompts > 0:
+        from alignment.winrate import distinct_prompts, judge_win_rate
+
+        judged = judge_win_rate(policy, reference, tokenizer,
+                                distinct_prompts(pairs, win_rate_prompts), judge,
+                                max_new_tokens=max_new_tokens, samples=samples)
+        result["win_rate"] = judged["win_rate"]
+        result["judged"] = {k: v for k, v in judged.items() if k != "samples"}
+        result["samples"] = judged["samples"]
+    return result
+
+
+def score_pairs(policy, reference, tokenizer, pairs, dataset: str, beta: float,
+                batch_size: int, max_length: int | None) -> dict:
+    """Implicit-reward and log-prob figures of held-out pairs under both models."""
+    from alignment.training import chat_format_pairs
+    from alignment.winrate import as_reference
+
     pairs = chat_format_pairs(pairs, tokenizer)
     tokenized = [tokenize_pair(row, tokenizer) for row in pairs]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     policy_logps = completion_logps(policy, tokenized, pad, max_length, batch_size)
     # one copy of the weights for an adapter: the reference is the policy with it switched off
-    with _as_reference(policy, reference):
+    with as_reference(policy, reference):
         reference_logps = completion_logps(reference or policy, tokenized, pad, max_length,
                                            batch_size)
-    figures = preference_figures(policy_logps, reference_logps, beta)
-    result = {"model": str(model), "base": base_path, "dataset": str(dataset),
-              "pairs": len(tokenized), "beta": beta, "dtype": precision.dtype,
-              "dtype_why": precision.why, **figures, "win_rate": None}
-    if judge and win_rate_prompts > 0:
-        judged = judge_win_rate(policy, reference, tokenizer, pairs, judge,
-                                n_prompts=win_rate_prompts, max_new_tokens=max_new_tokens,
-                                samples=samples)
-        result["win_rate"] = judged["win_rate"]
-        result["judged"] = {k: v for k, v in judged.items() if k != "samples"}
-        result["samples"] = judged["samples"]
-    return result
+    return {"dataset": str(dataset), "pairs": len(tokenized), "beta": beta,
+            **preference_figures(policy_logps, reference_logps, beta)}
+
+
+def evaluate_prompts(policy, reference, tokenizer, rows: list[dict],
+                     questions: list[dict] | None, *, judge: str | None, max_new_tokens: int,
+                     samples: int = 5, seed: int = 0, base_answers: dict | None = None,
+                     judge_batch_size: int = 8) -> dict:
+    """Follow rates (and factual accuracy, and the judged win rate) of both models'
+    greedy answers to ``rows``; ``base_answers`` (``{"prompts": [...], "factual": [...]}``
+    of ``Generation``s) reuses the base's answers from an earlier call."""
+    import time
+
+    from alignment import following
+
+    started = time.perf_counter()
+    base_answers = base_answers or {}
+    trained, base = following.answer_both(policy, reference, tokenizer,
+                                          [r["prompt"] for r in rows], max_new_tokens,
+                                          base_answers.get("prompts"))
+    out = {"following": following.follow_figures(rows, trained, base, seed),
+           "factual": None, "max_new_tokens": max_new_tokens,
+           "answers": {"trained": trained, "base": base}}
+    if questions:
+        t_fact, b_fact = following.answer_both(policy, reference, tokenizer,
+                                               [q["question"] for q in questions],
+                                               max_new_tokens, base_answers.get("factual"))
+        out["factual"] = following.factual_figures(questions, t_fact, b_fact, seed)
+        out["answers"].update(trained_factual=t_fact, base_factual=b_fact)
+    out["generate_seconds"] = round(time.perf_counter() - started, 1)
+    if judge:
+        from alignment.winrate import judge_answers
+
+        judged = judge_answers([r["prompt"] for r in rows], [g.text.strip() for g in trained],
+                               [g.text.strip() for g in base], judge, judge_batch_size,
+                               samples, max_new_tokens)
+        out["win_rate"] = judged["win_rate"]
+        out["judged"] = {k: v for k, v in judged.items() if k != "samples"}
+        out["samples"] = judged["samples"]
+    return out
 
 
 def _check_judge(judge: str, max_new_tokens: int) -> None:
@@ -295,142 +373,33 @@ def _check_judge(judge: str, max_new_tokens: int) -> None:
         raise ConfigError(f"--judge {judge}: {e}; or pass --no_win_rate") from None
 
 
-def _as_reference(policy, reference):
-    return policy.disable_adapter() if reference is None else contextlib.nullcontext()
-
-
-def distinct_prompts(pairs, n: int) -> list:
-    """The first ``n`` distinct prompts of the pairs, in order (pairs often share one)."""
-    seen, out = set(), []
-    for row in pairs:
-        key = json.dumps(row["prompt"])
-        if key not in seen:
-            seen.add(key)
-            out.append(row["prompt"])
-        if len(out) == n:
-            break
-    return out
-
-
-def generate(model, tokenizer, prompts: list, max_new_tokens: int, batch_size: int) -> list[str]:
-    """Greedy answers to each prompt (a conversation or plain text), batch by batch."""
-    import torch
-
-    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-             if isinstance(p, list) else p for p in prompts]
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"  # answers start at the right edge
-    device = next(model.parameters()).device
-    answers: list[str] = []
-    try:
-        for start in range(0, len(texts), batch_size):
-            # the chat template already wrote any BOS the model wants
-            batch = tokenizer(texts[start:start + batch_size], return_tensors="pt",
-                              padding=True, add_special_tokens=not isinstance(prompts[0], list))
-            with torch.inference_mode():
-                out = model.generate(**batch.to(device), max_new_tokens=max_new_tokens,
-                                     do_sample=False, pad_token_id=tokenizer.pad_token_id)
-            answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:],
-                                              skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = side
-    return [a.strip() for a in answers]
-
-
-def prompt_text(prompt) -> str:
-    """What the judge reads as the instruction: the user turn, or the whole conversation."""
-    if isinstance(prompt, str):
-        return prompt
-    if len(prompt) == 1:
-        return prompt[0]["content"]
-    return "\n\n".join(f"{m['role']}: {m['content']}" for m in prompt)
-
-
-def judge_win_rate(policy, reference, tokenizer, pairs, judge: str, n_prompts: int = 10,
-                   max_new_tokens: int = 64, generate_batch_size: int = 16,
-                   judge_batch_size: int = 8, samples: int = 5) -> dict:
-    """Generate with the policy and the reference, let a PairwiseJudge pick; the figures.
-
-    ``reference`` None means the policy is a PEFT model whose adapter is switched off for
-    the reference's answers.
-    """
-    import time
-
-    from alignment.judges import PairwiseJudge
-
-    started = time.perf_counter()
-    prompts = distinct_prompts(pairs, n_prompts)
-    # decoding is one token per step for the whole batch: wide batches cost little more
-    # than narrow ones on CPU, so every prompt goes in one (up to generate_batch_size)
-    trained = generate(policy, tokenizer, prompts, max_new_tokens, generate_batch_size)
-    with _as_reference(policy, reference):
-        base = generate(reference or policy, tokenizer, prompts, max_new_tokens,
-                        generate_batch_size)
-    generated = time.perf_counter()
-    verdicts = PairwiseJudge(judge, batch_size=judge_batch_size).compare(
-        [prompt_text(p) for p in prompts], trained, base)
-    winners = [v["winner"] for v in verdicts]
-    judged = sum(w is not None for w in winners)
-    wins, losses, ties = winners.count("a"), winners.count("b"), winners.count("tie")
-    inconsistent = sum(w is not None and not v["consistent"] for w, v in zip(winners, verdicts))
-
-    def rate(x: float) -> float | None:
-        return x / judged if judged else None
-    return {
-        "judge": judge, "prompts": len(prompts), "judged": judged, "max_new_tokens": max_new_tokens,
-        "wins": wins, "losses": losses, "ties": ties, "no_verdict": len(prompts) - judged,
-        "win_rate": rate(wins + 0.5 * ties), "tie_rate": rate(ties),
-        # a constant position bias cancels in the order-averaged probability, so its mean
-        # still carries a (weak) signal when every item is a tie
-        "p_trained_mean": rate(sum(v["p_a"] for v in verdicts if v["p_a"] is not None)),
-        "position_inconsistent_rate": rate(inconsistent),
-        "identical_answers": sum(t == b for t, b in zip(trained, base)),
-        "generate_seconds": round(generated - started, 1),
-        "judge_seconds": round(time.perf_counter() - generated, 1),
-        "samples": [{"prompt": prompt_text(p), "base": b, "trained": t, "winner": v["winner"],
-                     "p_trained": v["p_a"], "consistent": v["consistent"]}
-                    for p, b, t, v in list(zip(prompts, base, trained, verdicts))[:samples]],
-    }
-
-
-def samples_markdown(result: dict) -> str:
-    """The kept generations side by side, for a person to read."""
-    j = result["judged"]
-    names = {"a": "trained", "b": "base", "tie": "tie (orders disagree)", None: "no verdict"}
-    lines = [f"# Side by side: {result['model']} vs its base", "",
-             f"Judge `{j['judge']}`, greedy answers of at most {j['max_new_tokens']} tokens. "
-             "A small judge is weak and position-biased; read the answers, not just the verdicts.",
-             ""]
-    for i, s in enumerate(result["samples"], 1):
-        p = "-" if s["p_trained"] is None else f"{s['p_trained']:.2f}"
-        lines += [f"## {i}. {s['prompt'][:80]}", "", f"**Prompt**\n\n{s['prompt']}", "",
-                  f"**Base**\n\n{s['base'] or '(empty)'}", "",
-                  f"**Trained**\n\n{s['trained'] or '(empty)'}", "",
-                  f"**Verdict**: {names[s['winner']]} (P(trained better), order-averaged: {p})",
-                  ""]
-    return "\n".join(lines)
-
-
 def format_table(result: dict) -> str:
-    p, r = result["policy"], result["reference"]
-    rows = [("preference accuracy (implicit reward)", f"{p['reward_accuracy']:.3f}", "-"),
-            ("mean reward margin", f"{p['reward_margin_mean']:+.4f}", "-"),
-            ("log-prob accuracy", f"{p['logprob_accuracy']:.3f}", f"{r['logprob_accuracy']:.3f}")]
-    lines = [f"{result['pairs']} held-out pairs, beta={result['beta']}",
-             f"{'':<38} {'policy':>8} {'reference':>10}"]
-    lines += [f"{name:<38} {a:>8} {b:>10}" for name, a, b in rows]
-    j = result.get("judged")
-    if j:
-        def pct(x: float | None) -> str:
-            return "-" if x is None else f"{x:.3f}"
-        lines += [f"judged win rate vs reference ({j['judge']}, {j['judged']}/{j['prompts']} "
-                  f"prompts, {j['wins']}W {j['losses']}L {j['ties']}T)",
-                  f"{'  win rate (ties count half)':<38} {pct(j['win_rate']):>8}",
-                  f"{'  tie rate':<38} {pct(j['tie_rate']):>8}",
-                  f"{'  position-inconsistent rate':<38} {pct(j['position_inconsistent_rate']):>8}",
-                  f"{'  mean P(trained better), both orders':<38} {pct(j['p_trained_mean']):>8}"]
-        if j["identical_answers"]:
-            lines.append(f"  ({j['identical_answers']} prompt(s) got the same answer from both)")
+    from alignment.following import format_following
+    from alignment.winrate import format_judged
+
+    lines = []
+    if "policy" in result:
+        p, r = result["policy"], result["reference"]
+        rows = [("preference accuracy (implicit reward)", f"{p['reward_accuracy']:.3f}", "-"),
+                ("mean reward margin", f"{p['reward_margin_mean']:+.4f}", "-"),
+                ("log-prob accuracy", f"{p['logprob_accuracy']:.3f}",
+                 f"{r['logprob_accuracy']:.3f}")]
+        lines += [f"{result['pairs']} held-out pairs, beta={result['beta']}",
+                  f"{'':<38} {'policy':>8} {'reference':>10}"]
+        lines += [f"{name:<38} {a:>8} {b:>10}" for name, a, b in rows]
+    if result.get("following"):
+        lines += format_following(result["following"], result.get("factual"))
+    if result.get("judged"):
+        lines += format_judged(result["judged"])
     return "\n".join(lines)
+
+
+def _jsonable_result(result: dict) -> dict:
+    """The figures as JSON: answers become {text, finish_reason, tokens} records."""
+    out = dict(result)
+    if "answers" in out:
+        out["answers"] = {k: [vars(g) for g in v] for k, v in out["answers"].items()}
+    return out
 
 
 def main(argv: list[str]) -> int:
@@ -438,7 +407,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--model", required=True,
                         help="a training run's output dir (LoRA adapter) or a full model")
     parser.add_argument("--base", help="the reference model (default: the adapter's base)")
-    parser.add_argument("--dataset", required=True, help="held-out preference pairs")
+    parser.add_argument("--dataset", help="held-out preference pairs")
+    parser.add_argument("--prompts", help="held-out prompts carrying verifier specs (`align "
+                        "generate constraints` writes them): follow rates of both models")
+    parser.add_argument("--factual", nargs="?", const=str(FACTUAL_DEFAULT),
+                        help="factual questions with accepted answers, checked beside "
+                             "--prompts (no value: the shipped 30)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--output", help="JSON file for the figures "
                                          "(default: MODEL/eval.json for a run folder)")
     parser.add_argument("--beta", type=float,
@@ -473,14 +448,17 @@ def main(argv: list[str]) -> int:
                       max_pairs=args.max_pairs, judge=None if args.no_win_rate else args.judge,
                       win_rate_prompts=args.win_rate_prompts,
                       max_new_tokens=args.max_new_tokens, samples=args.samples,
-                      dtype=args.dtype)
+                      dtype=args.dtype, prompts=args.prompts, factual=args.factual,
+                      seed=args.seed)
     print(format_table(result))
     output = args.output or (Path(args.model) / "eval.json" if Path(args.model).is_dir() else None)
     if output:
-        Path(output).write_text(json.dumps(result, indent=2))
+        Path(output).write_text(json.dumps(_jsonable_result(result), indent=2))
         print(f"figures: {output}")
         if result.get("samples"):
             md = Path(output).with_suffix(".samples.md")
+            from alignment.winrate import samples_markdown
+
             md.write_text(samples_markdown(result))
             print(f"samples: {md}")
     return 0

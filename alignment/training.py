@@ -366,6 +366,20 @@ def resolve_lora_targets(model_args, model) -> None:
     model_args.lora_target_modules = list(found) if found else ["all-linear"]
 
 
+def check_init_adapter(folder: str, model_path: str, model_args) -> None:
+    """Refuse an adapter to continue from that is not a LoRA adapter of this base."""
+    config = Path(folder) / "adapter_config.json"
+    if not config.is_file():
+        raise ConfigError(f"--init_adapter {folder}: no adapter_config.json there; pass the "
+                          "output folder of an earlier LoRA run")
+    if not model_args.use_peft:
+        raise ConfigError("--init_adapter continues a LoRA adapter; it needs --use_peft true")
+    recorded = json.loads(config.read_text()).get("base_model_name_or_path")
+    if recorded and Path(recorded).exists() and Path(recorded).resolve() != Path(model_path).resolve():
+        raise ConfigError(f"--init_adapter {folder} was trained on {recorded}, not on "
+                          f"{model_path}; give the same --model")
+
+
 def load_causal_lm(path: str, model_args):
     """The policy's base weights, in the dtype and quantisation ``model_args`` ask for."""
     import torch

@@ -547,3 +547,93 @@ def final_answer(response: str, answer: float | str, tolerance: float = 1e-6) ->
         answer = parsed[0]
     found = final_number(response)
     return float(found is not None and abs(found - answer) <= tolerance)
+
+
+# ------------------------------------------------------------------------ repairs
+#
+# A repair is the smallest edit that makes a response pass one check: lowercase it, cut it
+# to whole sentences under a word limit, wrap it in quotes. `align loop --repair` uses it
+# to build preference pairs where the policy's own samples never pass (a 135M model
+# almost never writes a whole answer in capitals when asked): the chosen answer is the
+# repaired sample, the rejected one the sample as written, so the pair differs only in
+# what the check is about. Checks with no repair (keyword counts, arithmetic) only ever
+# pair samples the policy wrote.
+
+REPAIRS: dict[str, Callable[..., str | None]] = {}
+
+
+def repairer(name: str) -> Callable[[Callable], Callable]:
+    """Register ``func(response, **params) -> str | None`` as the repair of check ``name``."""
+    def add(func: Callable) -> Callable:
+        REPAIRS[name] = func
+        return func
+    return add
+
+
+def repair(specs: list[dict], response: str) -> str | None:
+    """``response`` edited so that every spec passes, or None when some failing check has
+    no repair or the edits do not add up to a pass."""
+    text = response.strip()
+    for _ in range(len(specs) + 1):  # one edit can undo another (a phrase added in capitals)
+        if score(specs, text)["passed"]:
+            return text
+        for spec in specs:
+            if run(spec, text) >= 1.0:
+                continue
+            fix = REPAIRS.get(spec["name"])
+            params = {k: v for k, v in (spec.get("params") or {}).items() if v is not None}
+            text = fix(text, **params) if fix else None
+            if not text:
+                return None
+    return None
+
+
+def _whole_sentences(text: str, fits: Callable[[list[str]], bool]) -> str | None:
+    kept: list[str] = []
+    for s in sentences(text):
+        if not fits(kept + [s]):
+            break
+        kept.append(s)
+    return " ".join(kept) or None
+
+
+repairer("lowercase")(lambda response: response.lower())
+repairer("uppercase")(lambda response: response.upper())
+repairer("max_words")(lambda response, limit: _whole_sentences(
+    response, lambda kept: count_words(" ".join(kept)) <= limit))
+repairer("max_sentences")(lambda response, limit: _whole_sentences(
+    response, lambda kept: len(kept) <= limit))
+repairer("forbidden_chars")(lambda response, chars: re.sub(
+    r"[ \t]{2,}", " ", "".join(c for c in response if c not in chars)))
+repairer("quoted")(lambda response: '"' + response.strip().strip("\"“”") + '"')
+
+
+@repairer("starts_with")
+def _start(response: str, phrase: str, case_sensitive: bool = False) -> str:
+    rest = response.lstrip()
+    joined = rest[:1].lower() + rest[1:] if rest[:2] != "I " else rest
+    return f"{phrase.strip()}, {joined}" if phrase.strip()[-1:].isalnum() else f"{phrase.strip()} {rest}"
+
+
+@repairer("ends_with")
+def _end(response: str, phrase: str, case_sensitive: bool = False) -> str:
+    return f"{response.rstrip()} {phrase.strip()}"
+
+
+@repairer("bullet_count")
+def _bullets(response: str, count: int) -> str | None:
+    found = [s.lstrip("-*• ").strip() for s in sentences(response.replace("\n", " \n"))]
+    found = [s for s in found if s]
+    if len(found) < count or count < 1:
+        return None
+    return "\n".join(f"- {s}" for s in found[:count])
+
+
+@repairer("json_keys")
+def _json(response: str, keys: list[str]) -> str | None:
+    parts = sentences(response)
+    if not keys or not parts:
+        return None
+    # the first key gets the first sentence, the last key the rest
+    values = [parts[0]] + [" ".join(parts[1:]) or parts[0]] * (len(keys) - 1)
+    return json.dumps(dict(zip(keys, values)), ensure_ascii=False)

@@ -21,6 +21,8 @@ PIPELINES: dict[str, tuple[str, str]] = {
              "system messages"),
     "multi-turn": ("pipelines.multi_turn", "UltraChat-style conversations with a simulated user"),
     "reversal": ("pipelines.reversal", "reversal augmentation: facts and Q/A in both directions"),
+    "constraints": ("pipelines.constraints",
+                    "prompts with checkable constraints (verifier specs), split by task"),
     "responses": ("pipelines.responses",
                   "N candidate responses per prompt from one or more models (unscored)"),
     "ultrafeedback": ("pipelines.ultrafeedback",

@@ -51,6 +51,11 @@ class ScriptArguments:
     wrap_plain_text: bool = field(default=True, metadata={
         "help": "Wrap plain-text pairs as one user turn and assistant reply so the chat "
                 "template applies; false trains on the raw text."})
+    init_adapter: str | None = field(default=None, metadata={
+        "help": "Continue training this LoRA adapter (a run folder of an earlier `align dpo` "
+                "on the same base) instead of a fresh one; its rank, targets and weights are "
+                "kept, the reference stays the base with the adapter off. `align loop` uses "
+                "it to go on from the previous round."})
     share_prompt: bool = field(default=True, metadata={
         "help": "Compute each pair as one sequence, the prompt once and then both answers, "
                 "with a mask keeping the answers apart: the loss of TRL's layout (which runs "
@@ -102,6 +107,8 @@ def main(argv: list[str]) -> int:
     training.check_eval_source(script, config)
     model_path = training.resolve_model_spec(script.model, model_args)
     resume = training.resume_checkpoint(config)
+    if script.init_adapter:
+        training.check_init_adapter(script.init_adapter, model_path, model_args)
 
     # --- Data -------------------------------------------------------------------------
     train_pairs, eval_pairs = training.train_and_eval_pairs(script, config.seed)
@@ -117,12 +124,19 @@ def main(argv: list[str]) -> int:
     from trl import DPOTrainer, get_peft_config
 
     model = training.load_causal_lm(model_path, model_args)
-    training.resolve_lora_targets(model_args, model)
-    # ref_model=None: with a peft_config TRL computes the reference log-probs on this same
-    # model with the adapters disabled; for a full fine-tune it loads a second copy.
+    if script.init_adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, script.init_adapter, is_trainable=True)
+        peft_config = None  # the adapter brings its own
+    else:
+        training.resolve_lora_targets(model_args, model)
+        peft_config = get_peft_config(model_args)
+    # ref_model=None: with LoRA TRL computes the reference log-probs on this same model
+    # with the adapters disabled; for a full fine-tune it loads a second copy.
     trainer = DPOTrainer(model=model, ref_model=None, args=config,
                          train_dataset=train_pairs, eval_dataset=eval_pairs,
-                         processing_class=tokenizer, peft_config=get_peft_config(model_args))
+                         processing_class=tokenizer, peft_config=peft_config)
     if script.share_prompt:
         from alignment import shared_prompt
 
@@ -149,6 +163,7 @@ def main(argv: list[str]) -> int:
             "batch_size": config.per_device_train_batch_size,
             "gradient_accumulation_steps": config.gradient_accumulation_steps,
             "max_length": config.max_length, "bf16": config.bf16, "seed": config.seed,
+            **({"init_adapter": script.init_adapter} if script.init_adapter else {}),
             **({"lora_r": model_args.lora_r, "lora_alpha": model_args.lora_alpha,
                 "lora_target_modules": model_args.lora_target_modules}
                if model_args.use_peft else {})})

@@ -1,0 +1,144 @@
+"""Judged win rate: a policy's answers against its base's, compared by an AI judge in both
+orders (``alignment.judges.PairwiseJudge``).
+
+A win counts only when both orders agree; a pair whose two orders disagree is a tie,
+because the judge then followed the position rather than the content. ``win_rate`` =
+(wins + 0.5 * ties) / judged, reported with the tie and position-inconsistency rates.
+A 135M judge is weak and position-biased: read its figure as a smoke signal and look at
+the samples kept side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+
+def distinct_prompts(pairs, n: int) -> list:
+    """The first ``n`` distinct prompts of the pairs, in order (pairs often share one)."""
+    seen, out = set(), []
+    for row in pairs:
+        key = json.dumps(row["prompt"])
+        if key not in seen:
+            seen.add(key)
+            out.append(row["prompt"])
+        if len(out) == n:
+            break
+    return out
+
+
+def prompt_text(prompt) -> str:
+    """What the judge reads as the instruction: the user turn, or the whole conversation."""
+    if isinstance(prompt, str):
+        return prompt
+    if len(prompt) == 1:
+        return prompt[0]["content"]
+    return "\n\n".join(f"{m['role']}: {m['content']}" for m in prompt)
+
+
+def greedy_answers(model, tokenizer, prompts: list, max_new_tokens: int,
+                   batch_size: int = 32, merge: bool = True) -> list:
+    """Greedy answers (``alignment.engine.Generation``) of ``model``; with ``merge`` a LoRA
+    adapter is folded into the weights while decoding (False inside ``disable_adapter``)."""
+    import contextlib
+
+    from alignment import engine
+
+    with engine.adapter_merged(model) if merge else contextlib.nullcontext():
+        gens = engine.generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
+                               batch_size=batch_size)
+    return [g[0] for g in gens]
+
+
+def judge_answers(prompts: list, trained: list[str], base: list[str], judge: str,
+                  judge_batch_size: int = 8, samples: int = 5, max_new_tokens: int | None = None
+                  ) -> dict:
+    """The judge's verdicts on ``trained`` vs ``base`` answers to ``prompts``; the figures."""
+    from alignment.judges import PairwiseJudge
+
+    started = time.perf_counter()
+    verdicts = PairwiseJudge(judge, batch_size=judge_batch_size).compare(
+        [prompt_text(p) for p in prompts], trained, base)
+    winners = [v["winner"] for v in verdicts]
+    judged = sum(w is not None for w in winners)
+    wins, losses, ties = winners.count("a"), winners.count("b"), winners.count("tie")
+    inconsistent = sum(w is not None and not v["consistent"] for w, v in zip(winners, verdicts))
+
+    def rate(x: float) -> float | None:
+        return x / judged if judged else None
+    return {
+        "judge": judge, "prompts": len(prompts), "judged": judged, "max_new_tokens": max_new_tokens,
+        "wins": wins, "losses": losses, "ties": ties, "no_verdict": len(prompts) - judged,
+        "win_rate": rate(wins + 0.5 * ties), "tie_rate": rate(ties),
+        # a constant position bias cancels in the order-averaged probability, so its mean
+        # still carries a (weak) signal when every item is a tie
+        "p_trained_mean": rate(sum(v["p_a"] for v in verdicts if v["p_a"] is not None)),
+        "position_inconsistent_rate": rate(inconsistent),
+        "identical_answers": sum(t == b for t, b in zip(trained, base)),
+        "judge_seconds": round(time.perf_counter() - started, 1),
+        "samples": [{"prompt": prompt_text(p), "base": b, "trained": t, "winner": v["winner"],
+                     "p_trained": v["p_a"], "consistent": v["consistent"]}
+                    for p, b, t, v in list(zip(prompts, base, trained, verdicts))[:samples]],
+    }
+
+
+def judge_win_rate(policy, reference, tokenizer, prompts: list, judge: str,
+                   max_new_tokens: int = 64, generate_batch_size: int = 32,
+                   judge_batch_size: int = 8, samples: int = 5) -> dict:
+    """Generate with the policy and the reference, let a PairwiseJudge pick; the figures.
+
+    ``reference`` None means the policy is a PEFT model whose adapter is switched off for
+    the reference's answers.
+    """
+    started = time.perf_counter()
+    trained = [g.text.strip() for g in greedy_answers(policy, tokenizer, prompts,
+                                                      max_new_tokens, generate_batch_size)]
+    with as_reference(policy, reference):
+        base = [g.text.strip() for g in greedy_answers(reference or policy, tokenizer, prompts,
+                                                       max_new_tokens, generate_batch_size,
+                                                       merge=reference is not None)]
+    generated = time.perf_counter()
+    figures = judge_answers(prompts, trained, base, judge, judge_batch_size, samples,
+                            max_new_tokens)
+    figures["generate_seconds"] = round(generated - started, 1)
+    return figures
+
+
+def as_reference(policy, reference):
+    """The base's weights: the policy with its adapter off, or the separate reference."""
+    import contextlib
+
+    return policy.disable_adapter() if reference is None else contextlib.nullcontext()
+
+
+def samples_markdown(result: dict) -> str:
+    """The kept generations side by side, for a person to read."""
+    j = result["judged"]
+    names = {"a": "trained", "b": "base", "tie": "tie (orders disagree)", None: "no verdict"}
+    lines = [f"# Side by side: {result['model']} vs its base", "",
+             f"Judge `{j['judge']}`, greedy answers of at most {j['max_new_tokens']} tokens. "
+             "A small judge is weak and position-biased; read the answers, not just the verdicts.",
+             ""]
+    for i, s in enumerate(result["samples"], 1):
+        p = "-" if s["p_trained"] is None else f"{s['p_trained']:.2f}"
+        lines += [f"## {i}. {s['prompt'][:80]}", "", f"**Prompt**\n\n{s['prompt']}", "",
+                  f"**Base**\n\n{s['base'] or '(empty)'}", "",
+                  f"**Trained**\n\n{s['trained'] or '(empty)'}", "",
+                  f"**Verdict**: {names[s['winner']]} (P(trained better), order-averaged: {p})",
+                  ""]
+    return "\n".join(lines)
+
+
+def format_judged(j: dict) -> list[str]:
+    """The win-rate lines of `align eval`'s table."""
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3f}"
+    lines = [f"judged win rate vs reference ({j['judge']}, {j['judged']}/{j['prompts']} "
+             f"prompts, {j['wins']}W {j['losses']}L {j['ties']}T)",
+             f"{'  win rate (ties count half)':<38} {pct(j['win_rate']):>8}",
+             f"{'  tie rate':<38} {pct(j['tie_rate']):>8}",
+             f"{'  position-inconsistent rate':<38} {pct(j['position_inconsistent_rate']):>8}",
+             f"{'  mean P(trained better), both orders':<38} {pct(j['p_trained_mean']):>8}"]
+    if j["identical_answers"]:
+        lines.append(f"  ({j['identical_answers']} prompt(s) got the same answer from both)")
+    return lines
