@@ -16,6 +16,10 @@ pipelines send and answers in the format each one parses:
 - a reversal prompt ("Reverse the fact") -> the reversed statement;
 - anything else -> an answer that quotes the last user turn.
 
+Its tokens are words: a reply longer than ``max_new_tokens`` words is cut there and
+ends with ``"length"``, any other with ``"stop"`` (the ``finish_reason`` every teacher
+reports, see ``pipelines/llms.py``), so truncation can be tested without a model.
+
 Used by the test suite for exact expected rows and by ``--dry-run`` for users who
 want to see a pipeline's shape before paying for a teacher.
 """
@@ -28,6 +32,8 @@ import time
 from typing import Any
 
 from distilabel.models.llms.base import LLM
+
+from pipelines.llms import FINISH_REASON, LENGTH
 
 FAKE_MODEL_NAME = "fake-teacher"
 
@@ -152,11 +158,22 @@ class FakeLLM(LLM):
             time.sleep(self.delay)
         outputs = []
         for conversation in inputs:
-            texts = [fake_reply(list(conversation), i, self.name) for i in range(num_generations)]
+            replies = [cut(fake_reply(list(conversation), i, self.name), max_new_tokens)
+                       for i in range(num_generations)]
             outputs.append({
-                "generations": texts,
+                "generations": [text for text, _ in replies],
                 "statistics": {"input_tokens": [sum(len(m["content"].split())
                                                     for m in conversation)] * num_generations,
-                               "output_tokens": [len(t.split()) for t in texts]},
+                               "output_tokens": [len(text.split()) for text, _ in replies]},
+                FINISH_REASON: [reason for _, reason in replies],
             })
         return outputs
+
+
+def cut(text: str, max_new_tokens: int) -> tuple[str, str]:
+    """The fake teacher's token limit (a token is a word): the reply and how it ended,
+    ``"length"`` when it had more words than ``max_new_tokens``, else ``"stop"``."""
+    words = list(re.finditer(r"\S+", text))
+    if len(words) <= max_new_tokens:
+        return text, "stop"
+    return (text[:words[max_new_tokens - 1].end()] if max_new_tokens > 0 else ""), LENGTH

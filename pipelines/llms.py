@@ -7,6 +7,17 @@ prompt. On a CPU with a small model that leaves most of the matrix units idle; p
 few prompts of similar length into one ``generate`` call is several times faster (see
 ``bench/generation.py``). ``BatchedTransformersLLM`` is an ordinary distilabel ``LLM``
 subclass, so every distilabel task (``TextGeneration``, ``SelfInstruct``, ...) can use it.
+
+How an answer ended travels with it. Both teachers add a ``finish_reason`` list to each
+``GenerateOutput``, one entry per generation: ``"stop"`` (the model ended it), ``"length"``
+(the token limit cut it off), OpenAI's words, or None where a backend did not say.
+distilabel 1.5.3 hands any key of a ``GenerateOutput`` other than ``generations`` and
+``statistics`` to the task's rows as the column ``llm_<task name>_<key>``
+(``Task._create_extra``; that is how it carries ``logprobs``), per generation, grouped into
+a list with ``group_generations``. ``finish_column`` names that column, and the pipelines
+turn it into their rows' ``finish_reasons`` and ``truncated``. (``statistics`` would
+reach the rows too, but inside ``distilabel_metadata``, which the next task of a
+pipeline overwrites.)
 """
 
 from __future__ import annotations
@@ -14,12 +25,32 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from distilabel.models.llms import OpenAILLM
 from distilabel.models.llms.base import LLM
 from distilabel.models.llms.utils import prepare_output
 from distilabel.typing import GenerateOutput, StandardInput
 from pydantic import PrivateAttr, validate_call
 
 from alignment.errors import ConfigError
+
+FINISH_REASON = "finish_reason"  # the GenerateOutput key; OpenAI's name for it
+LENGTH = "length"  # the finish reason of an answer cut off by the token limit
+
+
+def finish_column(task: str) -> str:
+    """The column distilabel fills from the ``finish_reason`` outputs of task ``task``."""
+    return f"llm_{task}_{FINISH_REASON}"
+
+
+def finish_fields(reasons: list[str | None]) -> dict:
+    """A ranked row's ``finish_reasons`` and ``truncated`` (one flag per response)."""
+    return {"finish_reasons": list(reasons), "truncated": [r == LENGTH for r in reasons]}
+
+
+def sft_finish_fields(reasons: list[str | None]) -> dict:
+    """An SFT row's ``finish_reasons`` (one per generated assistant turn) and
+    ``truncated``: whether any of them was cut off by the token limit."""
+    return {"finish_reasons": list(reasons), "truncated": any(r == LENGTH for r in reasons)}
 
 
 class BatchedTransformersLLM(LLM):
@@ -122,24 +153,23 @@ class BatchedTransformersLLM(LLM):
             seed: overrides the LLM's ``seed`` for this call.
 
         Returns:
-            One ``{"generations": [...], "statistics": {"input_tokens", "output_tokens"}}``
-            per input, in input order.
+            One ``{"generations": [...], "statistics": {"input_tokens", "output_tokens"},
+            "finish_reason": [...]}`` per input, in input order; ``finish_reason`` is
+            ``"stop"`` or ``"length"`` per generation.
         """
         encoded = [self.prepare_input(conv) for conv in inputs]
         gen_kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": do_sample,
                                       "repetition_penalty": repetition_penalty}
         if do_sample:
             gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
-        texts, counts = self.generate_ids(encoded, num_generations, seed=seed, **gen_kwargs)
-        return [prepare_output(texts[i], input_tokens=[len(encoded[i])] * num_generations,
-                               output_tokens=counts[i]) for i in range(len(inputs))]
-
-    def generate_ids(self, encoded: list[list[int]], num_generations: int = 1,
-                     seed: int | None = None, **gen_kwargs: Any
-                     ) -> tuple[list[list[str]], list[list[int]]]:
-        """Generate from token ids; returns texts and generated-token counts per prompt."""
         gens = self.generations(encoded, num_generations, seed=seed, **gen_kwargs)
-        return ([[g.text for g in row] for row in gens], [[g.tokens for g in row] for row in gens])
+        outputs = []
+        for ids, row in zip(encoded, gens):
+            out = prepare_output([g.text for g in row], input_tokens=[len(ids)] * len(row),
+                                 output_tokens=[g.tokens for g in row])
+            out[FINISH_REASON] = [g.finish_reason for g in row]
+            outputs.append(out)
+        return outputs
 
     def generations(self, encoded: list[list[int]], num_generations: int = 1,
                     seed: int | None = None, **gen_kwargs: Any):
@@ -186,6 +216,32 @@ class BatchedTransformersLLM(LLM):
         return out
 
 
+class OpenAICompatibleLLM(OpenAILLM):
+    """distilabel's ``OpenAILLM`` that also reports how each answer ended.
+
+    Why a subclass: ``OpenAILLM`` builds its output from the choices' texts, logprobs and
+    usage and drops ``choice.finish_reason``, and distilabel 1.5.3 is frozen upstream, so
+    it will not start keeping it. This adds it as the ``finish_reason`` list of the
+    output (see the module docstring), as the in-process teacher does. Only chat
+    completions carry it; the other paths (plain-text prompts, structured output) leave
+    it out, and the rows then say null.
+
+    Examples:
+        ```python
+        llm = OpenAICompatibleLLM(model="served", base_url="http://127.0.0.1:8000/v1",
+                                  api_key="not-needed")
+        llm.load()
+        llm.generate_outputs([[{"role": "user", "content": "Hi"}]])[0]["finish_reason"]
+        # ["stop"]
+        ```
+    """
+
+    def _generations_from_openai_completion(self, completion: Any) -> GenerateOutput:
+        output = super()._generations_from_openai_completion(completion)
+        output[FINISH_REASON] = [choice.finish_reason for choice in completion.choices]
+        return output
+
+
 def make_llm(model: str | None = None, base_url: str | None = None,
              api_key_env: str = "OPENAI_API_KEY", batch_size: int = 16,
              num_threads: int | None = None, **gen: Any) -> LLM:
@@ -204,8 +260,6 @@ def make_llm(model: str | None = None, base_url: str | None = None,
         return BatchedTransformersLLM(model=model or "smollm2", batch_size=batch_size,
                                       seed=seed, num_threads=num_threads,
                                       generation_kwargs=gen)
-    from distilabel.models.llms import OpenAILLM
-
     if not model:
         raise ConfigError(f"--base-url {base_url} needs --model: the name the server serves")
     key = os.environ.get(api_key_env)
@@ -216,5 +270,5 @@ def make_llm(model: str | None = None, base_url: str | None = None,
         gen["temperature"] = 0.0
     if (seed := gen.pop("seed", None)) is not None:
         gen["extra_body"] = {"seed": seed}
-    return OpenAILLM(model=model, base_url=base_url, api_key=key or "not-needed",
-                     generation_kwargs=gen)
+    return OpenAICompatibleLLM(model=model, base_url=base_url, api_key=key or "not-needed",
+                               generation_kwargs=gen)

@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -35,6 +36,7 @@ from pydantic import Field
 
 import pipelines
 from alignment.models import align_home
+from pipelines.llms import LENGTH
 
 if TYPE_CHECKING:
     from distilabel.models.llms.base import LLM
@@ -127,7 +129,10 @@ def teacher(args: argparse.Namespace, model: str | None = None, delay: float = 0
     if args.dry_run:
         from pipelines.fake import FakeLLM
 
-        return FakeLLM(delay=delay) if model is None else FakeLLM(name=f"fake:{model}")
+        # its token limit too, so a dry run shows which replies would be cut off
+        cap = {"generation_kwargs": {"max_new_tokens": args.max_new_tokens}}
+        return FakeLLM(delay=delay, **cap) if model is None else \
+            FakeLLM(name=f"fake:{model}", **cap)
     from pipelines.llms import make_llm
 
     return make_llm(model or args.model, base_url=args.base_url,
@@ -153,6 +158,9 @@ class Journal(Step):
 
     Input columns:
         - the columns in ``columns`` (must include ``id``)
+        - the columns in ``optional``, null where a row lacks them (such as the
+          ``llm_<task>_finish_reason`` columns distilabel adds beside a task's declared
+          outputs, absent when the task's call failed)
 
     Output columns:
         - none added; rows pass through unchanged
@@ -162,19 +170,21 @@ class Journal(Step):
 
     Examples:
         ```python
-        loader >> task >> Journal(columns=["id", "order", "messages"])
+        loader >> task >> Journal(columns=["id", "order", "messages"],
+                                  optional=["llm_text_generation_0_finish_reason"])
         ```
     """
 
     columns: list[str]
+    optional: list[str] = []
     path: str = ""
     # the journal's location follows the cache location, so it is no part of identity
     exclude_from_signature: set[str] = Field(
         default=_EXCLUDE_FROM_SIGNATURE_DEFAULTS | {"path"}, exclude=True)
 
     @property
-    def inputs(self) -> list[str]:
-        return list(self.columns)
+    def inputs(self) -> dict[str, bool]:
+        return {**dict.fromkeys(self.columns, True), **dict.fromkeys(self.optional, False)}
 
     @property
     def outputs(self) -> list[str]:
@@ -193,7 +203,7 @@ class Journal(Step):
     def process(self, inputs: StepInput) -> "StepOutput":
         with open(self.path, "a", encoding="utf-8") as f:
             for row in inputs:
-                f.write(json.dumps({c: row.get(c) for c in self.columns},
+                f.write(json.dumps({c: row.get(c) for c in self.columns + self.optional},
                                    ensure_ascii=False, default=str) + "\n")
             f.flush()
             os.fsync(f.fileno())
@@ -451,14 +461,27 @@ def write_dataset(rows: list[dict], output: str | Path, title: str,
 DATA_DIR = Path(__file__).parent / "data"
 
 
+# the fields a prompts file holds a prompt's text in; read_prompt_rows keeps the others
+PROMPT_FIELDS = ("prompt", "instruction", "input", "messages")
+
+
 def read_prompts(path: str | Path, limit: int | None = None) -> list[str]:
-    """Prompt texts from any readable file: a ``prompt`` or ``instruction`` column
-    (an Alpaca ``input`` is appended on a new line), or the first user turn of
-    ``messages``."""
+    """Prompt texts from any readable file (see :func:`read_prompt_rows`)."""
+    return [row["prompt"] for row in read_prompt_rows(path, limit)]
+
+
+def read_prompt_rows(path: str | Path, limit: int | None = None) -> list[dict]:
+    """One ``{"prompt": text, ...}`` per distinct prompt of any readable file.
+
+    The text is a ``prompt`` or ``instruction`` column (an Alpaca ``input`` is appended
+    on a new line), or the first user turn of ``messages``. The row's other fields
+    (``verifiers``, ``task``, ``source``, ``split``, ...) come along unchanged; of rows
+    repeating a prompt, the first is kept.
+    """
     from alignment.data import read_rows
     from alignment.errors import DataError
 
-    prompts = []
+    prompts: dict[str, dict] = {}
     for i, row in enumerate(read_rows(path), start=1):
         if isinstance(row.get("prompt"), str):
             text = row["prompt"]
@@ -475,11 +498,13 @@ def read_prompts(path: str | Path, limit: int | None = None) -> list[str]:
             raise DataError(path, "no prompt text; give each row a `prompt` or "
                                   "`instruction` string, or `messages` with a user turn",
                             row=i, field="prompt")
-        if str(text).strip() not in prompts:  # one row per prompt: ids must be unique
-            prompts.append(str(text).strip())
+        text = str(text).strip()
+        if text not in prompts:  # one row per prompt: ids must be unique
+            extra = {k: v for k, v in row.items() if k not in PROMPT_FIELDS}
+            prompts[text] = {"prompt": text, **extra}
         if limit is not None and len(prompts) >= limit:
             break
-    return prompts
+    return list(prompts.values())
 
 
 def finish(rows: list[dict], args: argparse.Namespace, title: str, info: dict,
@@ -491,6 +516,16 @@ def finish(rows: list[dict], args: argparse.Namespace, title: str, info: dict,
     counts = {"failed_generations": failed}
     rows, filter_counts = quality.apply_filters(rows, args, text_of=text_of)
     counts.update(filter_counts)
-    path, card = write_dataset(rows, args.output, title, {**info, "filters": counts})
+    path, card = write_dataset(rows, args.output, title,
+                               {**info, "filters": counts, **truncation_counts(rows)})
     print(f"wrote {len(rows)} rows to {path} (card: {card})")
     return path
+
+
+def truncation_counts(rows: list[dict]) -> dict:
+    """The card's record of how the rows' generated responses ended: how many the token
+    limit cut off, and every finish reason's count (``unknown``: the backend did not say)."""
+    reasons = Counter("unknown" if r is None else r
+                      for row in rows for r in row.get("finish_reasons") or [])
+    return {"truncated_responses": reasons.get(LENGTH, 0),
+            "finish_reasons": dict(sorted(reasons.items()))}

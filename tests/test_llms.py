@@ -74,7 +74,9 @@ def test_make_llm_local_and_openai(monkeypatch):
     monkeypatch.setenv("MY_KEY", "sk-secret-value")
     remote = make_llm("served-model", "http://127.0.0.1:8000/v1", api_key_env="MY_KEY",
                       do_sample=False, seed=5, max_new_tokens=8)
-    assert type(remote).__name__ == "OpenAILLM"
+    from distilabel.models.llms import OpenAILLM
+
+    assert isinstance(remote, OpenAILLM)  # distilabel's, keeping each choice's finish_reason
     assert remote.api_key.get_secret_value() == "sk-secret-value"
     assert "sk-secret-value" not in repr(remote)
     assert remote.generation_kwargs == {"max_new_tokens": 8, "temperature": 0.0,

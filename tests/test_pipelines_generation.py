@@ -43,7 +43,7 @@ def test_responses_are_ranked_rows_without_scores():
         "responses": [fake_reply(convo, 0, "a"), fake_reply(convo, 1, "a"),
                       fake_reply(convo, 0, "b"), fake_reply(convo, 1, "b")],
         "models": ["a", "a", "b", "b"], "scores": [None] * 4, "judge": "",
-        "judge_raw": [""] * 4}
+        "judge_raw": [""] * 4, "finish_reasons": ["stop"] * 4, "truncated": [False] * 4}
     assert len(set(row["responses"])) == 4
     from alignment.data import validate_rows
 
