@@ -13,8 +13,11 @@ installed); called from Python it serves a local folder, but it ignores ``n``,
 the part of the API our pipelines use — ``/v1/models``, ``/v1/chat/completions`` with
 ``n``, ``max_tokens``, ``temperature``, ``top_p``, ``seed``, ``stop``, ``logprobs`` and
 ``top_logprobs`` — and batches concurrent requests into one ``generate`` call through
-``BatchedTransformersLLM``. For real throughput use vLLM (``vllm serve MODEL``) and
-point ``--base-url`` at it; nothing in the pipelines depends on which server answers.
+``BatchedTransformersLLM``. Each choice's ``finish_reason`` is the decoder's
+(``alignment.engine``): ``length`` when the token limit cut the answer off, ``stop`` when
+it ended, even on its last allowed token. For real throughput use vLLM (``vllm serve
+MODEL``) and point ``--base-url`` at it; nothing in the pipelines depends on which server
+answers.
 """
 
 # no `from __future__ import annotations`: FastAPI resolves the endpoint signatures
@@ -86,9 +89,10 @@ class Batcher:
                                "do_sample": params["temperature"] > 0}
         if gen["do_sample"]:
             gen.update(temperature=params["temperature"], top_p=params["top_p"], top_k=0)
-        texts, counts = self.llm.generate_ids(encoded, params["n"], seed=params["seed"], **gen)
-        return [{"texts": t, "counts": c, "prompt_tokens": len(ids), "logprobs": None}
-                for t, c, ids in zip(texts, counts, encoded)]
+        gens = self.llm.generations(encoded, params["n"], seed=params["seed"], **gen)
+        return [{"texts": [g.text for g in row], "counts": [g.tokens for g in row],
+                 "finish_reasons": [g.finish_reason for g in row], "prompt_tokens": len(ids),
+                 "logprobs": None} for row, ids in zip(gens, encoded)]
 
 
 def _batch_key(params: dict) -> tuple | None:
@@ -120,11 +124,13 @@ def _with_logprobs(llm: Any, ids: list[int], params: dict) -> dict:
     eos = {tok.eos_token_id, *([model.generation_config.eos_token_id]
                                if isinstance(model.generation_config.eos_token_id, int)
                                else model.generation_config.eos_token_id or [])}
-    texts, counts, logprobs = [], [], []
+    texts, counts, reasons, logprobs = [], [], [], []
     k = params["top_logprobs"] or 0
     for seq in range(out.sequences.shape[0]):
         new = out.sequences[seq, len(ids):].tolist()
-        n = next((i + 1 for i, t in enumerate(new) if t in eos), len(new))
+        end = next((i + 1 for i, t in enumerate(new) if t in eos), None)
+        n = len(new) if end is None else end
+        reasons.append("length" if end is None else "stop")
         content = []
         for step in range(n):
             lp = torch.log_softmax(out.logits[step][seq].float(), dim=-1)
@@ -139,8 +145,8 @@ def _with_logprobs(llm: Any, ids: list[int], params: dict) -> dict:
         counts.append(n)
         logprobs.append({"content": content})
     reps = params["n"] if not sample else 1
-    return {"texts": texts * reps, "counts": counts * reps, "prompt_tokens": len(ids),
-            "logprobs": logprobs * reps}
+    return {"texts": texts * reps, "counts": counts * reps, "finish_reasons": reasons * reps,
+            "prompt_tokens": len(ids), "logprobs": logprobs * reps}
 
 
 # ------------------------------------------------------------------ the HTTP app
@@ -190,7 +196,9 @@ def build_app(llm: Any, served_name: str, batch_size: int = 8):
         stops = [stops] if isinstance(stops, str) else stops
         choices = []
         for i, text in enumerate(result["texts"]):
-            finish = "length" if result["counts"][i] >= params["max_tokens"] else "stop"
+            # how the decoder says it ended: an answer whose end token is its last allowed
+            # one stopped, although it used all max_tokens
+            finish = result["finish_reasons"][i]
             for s in stops:
                 if s and s in text:
                     text, finish = text[:text.index(s)], "stop"

@@ -1,0 +1,111 @@
+"""How a response ended: every teacher reports a finish reason (``stop``, or ``length``
+when the token limit cut it off), rows carry ``finish_reasons`` and ``truncated``, cards
+count them, and pairs leave truncated responses out unless asked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from alignment.data import ranked_to_pairs, read_card, read_rows, write_rows
+from pipelines.llms import BatchedTransformersLLM, finish_column, make_llm
+
+END = "<|im_end|>"  # the tiny tokenizer's end token
+
+
+def _chat(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+@pytest.fixture(scope="session")
+def echo_model(tiny_model, tmp_path_factory) -> Path:
+    """The tiny model without a chat template: the prompt is the user's text as is.
+
+    With tied embeddings the random tiny model repeats its last input token, so a prompt
+    that ends with the end token ends at once (``stop`` after one token, even when one
+    token is all it may write) and any other prompt runs on to the limit (``length``)."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("echo") / "model"
+    shutil.copytree(tiny_model, out)
+    (out / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((out / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (out / "tokenizer_config.json").write_text(json.dumps(config))
+    return out
+
+
+# ---------------------------------------------------------------- the in-process teacher
+
+def test_a_small_limit_cuts_every_answer(varied_model):
+    llm = BatchedTransformersLLM(model=str(varied_model), batch_size=2)
+    llm.load()
+    out = llm.generate_outputs([_chat("hi"), _chat("What is the capital of France?")],
+                               num_generations=2, max_new_tokens=4, do_sample=False)
+    for o in out:
+        assert o["finish_reason"] == ["length", "length"]
+        assert o["statistics"]["output_tokens"] == [4, 4]
+
+
+def test_answers_that_end_say_stop(tiny_model):
+    # sampled, so some answers end; the seed makes the run the same every time
+    llm = BatchedTransformersLLM(model=str(tiny_model), batch_size=8, seed=0)
+    llm.load()
+    prompts = ["hi", "What is the capital of France?", "Explain photosynthesis in simple terms",
+               "Sort the numbers 3 1 2", "Rate the response", "hola", "Paris"]
+    out = llm.generate_outputs([_chat(p) for p in prompts], num_generations=4,
+                               max_new_tokens=64, temperature=1.5)
+    seen = []
+    for o in out:
+        for reason, tokens in zip(o["finish_reason"], o["statistics"]["output_tokens"]):
+            assert reason == ("stop" if tokens < 64 else "length")
+            seen.append(reason)
+    assert "stop" in seen and "length" in seen
+
+
+def test_an_answer_ending_on_its_last_allowed_token_stopped(echo_model):
+    llm = BatchedTransformersLLM(model=str(echo_model))
+    llm.load()
+    out = llm.generate_outputs([_chat(f"hello{END}"), _chat("hello")], max_new_tokens=1,
+                               do_sample=False)
+    assert [o["finish_reason"] for o in out] == [["stop"], ["length"]]
+    assert [o["statistics"]["output_tokens"] for o in out] == [[1], [1]]
+
+
+# ---------------------------------------------------------------- an OpenAI-compatible endpoint
+
+@pytest.fixture(scope="module")
+def echo_server(echo_model):
+    from pipelines.server import LocalServer
+
+    with LocalServer(str(echo_model), served_name="echo") as server:
+        yield server
+
+
+def test_the_local_server_reports_the_decoders_finish_reason(echo_server):
+    import openai
+
+    client = openai.OpenAI(base_url=echo_server.base_url, api_key="not-needed")
+    reasons = {}
+    for text in (f"hello{END}", "hello"):
+        for logprobs in (False, True):  # batched, and one by one with log-probabilities
+            reply = client.chat.completions.create(
+                model="echo", messages=_chat(text), max_tokens=1, temperature=0, n=2,
+                logprobs=logprobs, top_logprobs=2 if logprobs else None)
+            reasons[text, logprobs] = [c.finish_reason for c in reply.choices]
+            assert reply.usage.completion_tokens == 2  # one token each: the limit
+    assert reasons == {(f"hello{END}", False): ["stop", "stop"],
+                       (f"hello{END}", True): ["stop", "stop"],
+                       ("hello", False): ["length", "length"],
+                       ("hello", True): ["length", "length"]}
+
+
+def test_the_endpoint_teacher_keeps_finish_reason(echo_server):
+    llm = make_llm("echo", echo_server.base_url, max_new_tokens=3, do_sample=False)
+    llm.load()
+    out = llm.generate_outputs([_chat(f"hello{END}"), _chat("hello")], num_generations=2,
+                               **llm.generation_kwargs)
+    assert [o["finish_reason"] for o in out] == [["stop", "stop"], ["length", "length"]]
+    assert out[1]["generations"] == ["lololo", "lololo"]
