@@ -66,7 +66,7 @@ def test_pairs_command(tmp_path):
         ("Apple.", "A car."), ("Banana, a yellow fruit.", "A car.")]
     card = read_card(out)
     assert card["conversion"] == {"to": "preference", "strategy": "all", "margin": 3.0,
-                                  "seed": 0}
+                                  "seed": 0, "keep_truncated": False}
     assert card["counts"]["pairs_null_scores"] == 1 and card["counts"]["pairs_ties"] == 1
     assert card["counts"]["pairs_below_margin"] == 1
 

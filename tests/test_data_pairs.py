@@ -25,8 +25,8 @@ def test_best_worst():
     pairs, counts = ranked_to_pairs(ROWS, "best-worst")
     assert short(pairs) == [("a", "r3", "r2", 5.0, 1.0)]
     assert pairs[0]["prompt"] == "Q"
-    assert counts == dict(rows=3, pairs=1, null_scores=2, ties=1, below_margin=0,
-                          rows_without_pairs=2)
+    assert counts == dict(rows=3, pairs=1, truncated_skipped=0, null_scores=2, ties=1,
+                          below_margin=0, rows_without_pairs=2)
 
 
 def test_all_pairs_with_margin():

@@ -109,3 +109,64 @@ def test_the_endpoint_teacher_keeps_finish_reason(echo_server):
                                **llm.generation_kwargs)
     assert [o["finish_reason"] for o in out] == [["stop", "stop"], ["length", "length"]]
     assert out[1]["generations"] == ["lololo", "lololo"]
+
+
+# ---------------------------------------------------------------- pairs
+
+def _ranked(id_: str, scores: list, **extra) -> dict:
+    return {"id": id_, "prompt": "Q", "responses": [f"r{i}" for i in range(len(scores))],
+            "models": ["m"] * len(scores), "scores": scores, "judge": "j",
+            "judge_raw": [""] * len(scores), **extra}
+
+
+TRUNCATED = [
+    # the best response was cut off: the flag says so
+    _ranked("a", [5.0, 3.0, 1.0], truncated=[True, False, False],
+            finish_reasons=["length", "stop", "stop"]),
+    # only the finish reason says so (a row from another tool)
+    _ranked("b", [4.0, 2.0], finish_reasons=["stop", "length"]),
+    # nothing about truncation: paired as before
+    _ranked("c", [2.0, 1.0]),
+]
+
+
+def test_pairs_skip_truncated_responses_and_count_them():
+    pairs, counts = ranked_to_pairs(TRUNCATED, "best-worst")
+    assert [(p["id"], p["chosen"], p["rejected"]) for p in pairs] == [
+        ("a", "r1", "r2"), ("c", "r0", "r1")]
+    assert counts["truncated_skipped"] == 2 and counts["rows_without_pairs"] == 1
+    assert counts["null_scores"] == 0 and counts["pairs"] == 2
+
+
+def test_pairs_keep_truncated_responses_when_asked():
+    pairs, counts = ranked_to_pairs(TRUNCATED, "best-worst", keep_truncated=True)
+    assert [(p["id"], p["chosen"], p["rejected"]) for p in pairs] == [
+        ("a", "r0", "r2"), ("b", "r0", "r1"), ("c", "r0", "r1")]
+    assert counts["truncated_skipped"] == 0
+
+
+def test_a_truncated_response_without_a_score_is_counted_once():
+    row = _ranked("d", [None, 2.0, 1.0], truncated=[True, False, False])
+    _, counts = ranked_to_pairs([row], "all")
+    assert counts["truncated_skipped"] == 1 and counts["null_scores"] == 0
+
+
+def test_align_data_pairs_keep_truncated(tmp_path):
+    from alignment.cli import main
+
+    src = write_rows(TRUNCATED, tmp_path / "ranked.jsonl")
+    out, kept = tmp_path / "pairs.jsonl", tmp_path / "kept.jsonl"
+    assert main(["data", "pairs", str(src), str(out)]) == 0
+    assert [(p["id"], p["chosen"]) for p in read_rows(out)] == [("a", "r1"), ("c", "r0")]
+    card = read_card(out)
+    assert card["counts"]["pairs_truncated_skipped"] == 2
+    assert card["conversion"]["keep_truncated"] is False
+    assert main(["data", "pairs", str(src), str(kept), "--keep-truncated"]) == 0
+    assert [(p["id"], p["chosen"]) for p in read_rows(kept)] == [
+        ("a", "r0"), ("b", "r0"), ("c", "r0")]
+    assert read_card(kept)["counts"]["pairs_truncated_skipped"] == 0
+    # KTO rows come from the same pairs
+    kto = tmp_path / "kto.jsonl"
+    assert main(["data", "convert", str(src), "--to", "kto", str(kto)]) == 0
+    assert [(r["completion"], r["label"]) for r in read_rows(kto)] == [
+        ("r1", True), ("r2", False), ("r0", True), ("r1", False)]

@@ -4,13 +4,16 @@
   align data convert IN --to sft|preference|kto|ranked OUT [--from FMT] [--strategy S]
                      [--margin M] [--seed N] [--dedup] [--min-chars N] [--max-chars N]
   align data pairs IN OUT [--strategy best-worst|best-random|all] [--margin M] [--seed N]
+                   [--keep-truncated]
 
 IN is a .jsonl, .json, .parquet or .csv file, a `datasets` save_to_disk folder, or a
 folder of shards; PATH:SPLIT picks a split (default: train). OUT is written atomically
 (.jsonl, .json, .parquet, or a folder path for save_to_disk) with a dataset card
 beside it (OUT-stem.README.md, or README.md inside a folder) recording the source,
 format, options and counts. The source format is detected from the column names,
-checked in the order below; pass --from to name it.
+checked in the order below; pass --from to name it. Ranked responses cut off by the
+token limit (`truncated`, or finish reason `length`) are not paired unless
+--keep-truncated; the card counts them.
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ import json
 from pathlib import Path
 
 from alignment.data import (FORMATS, STRATEGIES, TARGETS, convert, dedup, detect_format,
-                            length_filter, read_rows, stats, write_card, write_rows)
+                            length_filter, ranked_to_pairs, read_rows, stats, write_card,
+                            write_rows)
 from alignment.data.formats import FAMILY, formats_table, normalise
 from alignment.errors import DataError
+
+TRUNCATION_FIELDS = ("finish_reasons", "truncated")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,6 +67,8 @@ def _pairing_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--margin", type=float, default=0.0,
                    help="keep a pair only if score(chosen) - score(rejected) >= this")
     p.add_argument("--seed", type=int, default=0, help="seed for best-random")
+    p.add_argument("--keep-truncated", action="store_true",
+                   help="pair responses the token limit cut off too (default: skip them)")
 
 
 def main(argv: list[str]) -> int:
@@ -107,8 +115,11 @@ def _convert(src: str, dst: str, to: str, fmt: str | None, args: argparse.Namesp
     rows = read_rows(src) if rows is None else rows
     counts: dict = {"input_rows": len(rows)}
     source_format = fmt or detect_format(rows, src)
-    out = convert(rows, to, path=src, fmt=source_format, strategy=args.strategy,
-                  margin=args.margin, seed=args.seed, stats=counts)
+    if FAMILY[source_format] == "ranked" and to in ("preference", "kto"):
+        out = _ranked_to(to, rows, src, source_format, args, counts)
+    else:
+        out = convert(rows, to, path=src, fmt=source_format, strategy=args.strategy,
+                      margin=args.margin, seed=args.seed, stats=counts)
     if getattr(args, "dedup", False):
         out, counts["duplicates_removed"] = dedup(out)
     if getattr(args, "min_chars", 0) or getattr(args, "max_chars", None) is not None:
@@ -121,7 +132,8 @@ def _convert(src: str, dst: str, to: str, fmt: str | None, args: argparse.Namesp
     path = write_rows(out, dst)
     options = {"to": to}
     if FAMILY[source_format] == "ranked" and to in ("preference", "kto"):
-        options.update(strategy=args.strategy, margin=args.margin, seed=args.seed)
+        options.update(strategy=args.strategy, margin=args.margin, seed=args.seed,
+                       keep_truncated=args.keep_truncated)
     card = write_card(path, f"{Path(dst).name} ({to})", {
         "source": str(src), "source_format": source_format, "conversion": options,
         "counts": counts, "rows": len(out),
@@ -129,3 +141,21 @@ def _convert(src: str, dst: str, to: str, fmt: str | None, args: argparse.Namesp
     print(f"{src} ({source_format}) -> {path} ({to}): {len(out)} rows; card {card}")
     print("  " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     return 0
+
+
+def _ranked_to(to: str, rows: list[dict], src: str, fmt: str, args: argparse.Namespace,
+               counts: dict) -> list[dict]:
+    """Ranked rows -> preference pairs (or KTO rows), truncated responses left out
+    unless --keep-truncated."""
+    ranked = convert(rows, "ranked", path=src, fmt=fmt, stats=counts)
+    if fmt == "align-ranked":
+        # the ranked reader keeps only the schema's own fields, so the truncation lists
+        # are taken from the source rows, one per ranked row in this format
+        for new, old in zip(ranked, rows, strict=True):
+            new.update({f: old[f] for f in TRUNCATION_FIELDS if old.get(f) is not None})
+    pairs, pair_counts = ranked_to_pairs(ranked, args.strategy, margin=args.margin,
+                                         seed=args.seed, keep_truncated=args.keep_truncated)
+    counts.update({f"pairs_{k}": v for k, v in pair_counts.items()})
+    if to == "kto":
+        return convert(pairs, "kto", path=src, fmt="align-preference")
+    return pairs

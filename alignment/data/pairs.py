@@ -13,6 +13,11 @@ Every strategy keeps a pair only when ``score(chosen) - score(rejected) >= margi
 Equal scores are never paired (a tie says nothing about preference), and responses
 with a null score are skipped; both are counted. When several responses share the
 best (or worst) score, the first of them in the row is used.
+
+Truncated responses (``truncated`` true, or finish reason ``"length"``: the token limit
+cut them off mid-answer) are skipped too, and counted, unless ``keep_truncated``: a
+judge may well prefer a longer cut-off answer, and training on it teaches the student to
+stop mid-sentence. Rows that say nothing about truncation pair as before.
 """
 
 from __future__ import annotations
@@ -35,24 +40,42 @@ def _pair(row: dict, c: int, r: int) -> dict:
             "score_chosen": float(row["scores"][c]), "score_rejected": float(row["scores"][r])}
 
 
+def truncated_responses(row: dict) -> list[bool]:
+    """Per response of a ranked row: was it cut off by the token limit? True when its
+    ``truncated`` flag is true or its finish reason is ``"length"``, False where the row
+    says neither (or has no such lists, one entry per response)."""
+    n = len(row["scores"])
+
+    def per_response(field: str) -> list:
+        value = row.get(field)
+        return list(value) if isinstance(value, list) and len(value) == n else [None] * n
+
+    return [bool(f) or r == "length"
+            for f, r in zip(per_response("truncated"), per_response("finish_reasons"))]
+
+
 def ranked_to_pairs(rows: list[dict], strategy: str = "best-worst", margin: float = 0.0,
-                    seed: int = 0) -> tuple[list[dict], dict]:
+                    seed: int = 0, keep_truncated: bool = False) -> tuple[list[dict], dict]:
     """Build TRL preference pairs from ranked rows; returns ``(pairs, counts)``.
 
-    ``counts``: ``rows``, ``pairs``, ``null_scores`` (responses skipped for having no
-    score), ``ties`` (candidate pairs with equal scores), ``below_margin`` (candidate
-    pairs closer than ``margin``), ``rows_without_pairs``.
+    ``counts``: ``rows``, ``pairs``, ``truncated_skipped`` (responses skipped for being
+    cut off by the token limit; 0 with ``keep_truncated``), ``null_scores`` (other
+    responses skipped for having no score), ``ties`` (candidate pairs with equal scores),
+    ``below_margin`` (candidate pairs closer than ``margin``), ``rows_without_pairs``.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown pairing strategy {strategy!r}; use one of {STRATEGIES}")
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
-    counts = dict(rows=len(rows), pairs=0, null_scores=0, ties=0, below_margin=0,
-                  rows_without_pairs=0)
+    counts = dict(rows=len(rows), pairs=0, truncated_skipped=0, null_scores=0, ties=0,
+                  below_margin=0, rows_without_pairs=0)
     pairs: list[dict] = []
     for row in rows:
-        scored = [(i, float(s)) for i, s in enumerate(row["scores"]) if s is not None]
-        counts["null_scores"] += len(row["scores"]) - len(scored)
+        cut = truncated_responses(row) if not keep_truncated else [False] * len(row["scores"])
+        counts["truncated_skipped"] += sum(cut)
+        usable = [(i, s) for i, s in enumerate(row["scores"]) if not cut[i]]
+        scored = [(i, float(s)) for i, s in usable if s is not None]
+        counts["null_scores"] += len(usable) - len(scored)
         found = _candidates(row, scored, strategy, margin, seed)
         kept = 0
         for c, r in found:
