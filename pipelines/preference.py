@@ -5,6 +5,10 @@
                      ──► RatingJudgeStep (rating-digit probabilities)
                      ──► ranked dataset (docs/schemas.md) + card [+ TRL pairs]
 
+Each response's finish reason is kept (``finish_reasons``, ``truncated``) and the card
+counts those cut off by ``--max-new-tokens``; ``--pairs`` leaves them out unless
+``--keep-truncated``.
+
 Run it as ``align generate preference -o data/ranked.jsonl`` or
 ``python pipelines/preference.py --help``; ``run_preference_pipeline`` is the same from
 Python. The teacher is the bundled SmolLM2 in-process (batched) unless ``--base-url``
@@ -68,6 +72,8 @@ class PreferenceConfig:
     seed: int = _opt(0, "seed for sampling seeds and responses")
     pairs: str | None = _opt(None, "also write TRL preference pairs here")
     pair_strategy: str = _opt("best-worst", "pairing: best-worst, best-random or all")
+    keep_truncated: bool = _opt(False, "pair responses cut off by --max-new-tokens too "
+                                "(--no-keep-truncated skips them)")
     use_cache: bool = _opt(True, "resume an interrupted identical run from its journal "
                            "(--no-use-cache starts over)")
 
@@ -119,6 +125,7 @@ def build_pipeline(cfg: PreferenceConfig, rows: list[dict]):
     from distilabel.steps.tasks import TextGeneration
 
     from pipelines.common import RatingJudgeStep
+    from pipelines.llms import finish_column
     from pipelines.runner import Journal, cache_root, load_rows
 
     teacher, threads = _teacher_factory(cfg)
@@ -138,7 +145,8 @@ def build_pipeline(cfg: PreferenceConfig, rows: list[dict]):
         extra = ["ratings"] if len(cfg.aspects) > 1 else []
         journal = Journal(name="journal", columns=[
             "id", "order", "instruction", "generations", "model_name", "scores",
-            "judge_raw", "judge_digit_mass", "judge", *extra])
+            "judge_raw", "judge_digit_mass", "judge", *extra],
+            optional=[finish_column(respond.name)])
         load_rows(rows, max(cfg.batch_size, 8)) >> respond >> judge >> journal
     return p, journal
 
@@ -163,10 +171,12 @@ def instructions_for(cfg: PreferenceConfig, seeds: list[str]) -> list[str]:
 def to_ranked(rows: list[dict], counts: dict) -> list[dict]:
     """distilabel rows -> ranked rows (docs/schemas.md); failed generations are dropped."""
     from alignment.data import prompt_id
+    from pipelines.llms import finish_column, finish_fields
 
     out = []
     for row in rows:
         keep = [i for i, g in enumerate(row["generations"]) if g is not None]
+        reasons = row.get(finish_column("responses")) or [None] * len(row["generations"])
         counts["teacher_failures"] += len(row["generations"]) - len(keep)
         if len(keep) < 2:
             counts["rows_dropped_under_2_responses"] += 1
@@ -178,6 +188,7 @@ def to_ranked(rows: list[dict], counts: dict) -> list[dict]:
             "scores": [row["scores"][i] for i in keep],
             "judge": row["judge"], "judge_raw": [row["judge_raw"][i] for i in keep],
             "source": "align generate preference",
+            **finish_fields([reasons[i] for i in keep]),
         }
         if row.get("ratings") is not None:
             ranked["ratings"] = [row["ratings"][i] for i in keep]
@@ -255,16 +266,21 @@ def run_preference_pipeline(output: str | Path | None = None, **options) -> Path
     mass = counts.pop("_mass_sum")
     counts["mean_digit_mass"] = round(mass / counts["responses"], 4) if counts["responses"] else None
     counts["rows"] = len(ranked)
+    counts.update(runner.truncation_counts(ranked))
     path = write_rows(ranked, cfg.output)
     write_card(path, "align preference dataset", card_info(cfg, seeds, counts, time.time() - start))
     if cfg.pairs:
-        pairs, pair_counts = ranked_to_pairs(ranked, cfg.pair_strategy, seed=cfg.seed)
+        pairs, pair_counts = ranked_to_pairs(ranked, cfg.pair_strategy, seed=cfg.seed,
+                                             keep_truncated=cfg.keep_truncated)
         write_rows(pairs, cfg.pairs)
         write_card(cfg.pairs, "align preference pairs", {
             "rows": len(pairs), "source": str(path), "strategy": cfg.pair_strategy,
-            "counts": pair_counts, "judge": cfg.judge, "teacher": cfg.teacher})
+            "keep_truncated": cfg.keep_truncated, "counts": pair_counts, "judge": cfg.judge,
+            "teacher": cfg.teacher})
     print(f"wrote {len(ranked)} ranked rows to {path} ({counts['judge_failures']} judge "
-          f"failures, mean digit mass {counts['mean_digit_mass']})")
+          f"failures, mean digit mass {counts['mean_digit_mass']}, "
+          f"{counts['truncated_responses']} of {counts['responses']} responses cut off by "
+          f"--max-new-tokens)")
     return path
 
 

@@ -16,7 +16,7 @@ def test_tiny_model_end_to_end(tiny_model, tmp_path):
     path = run_preference_pipeline(
         out, teacher=str(tiny_model), judge=str(tiny_model), num_instructions=3,
         num_responses=3, max_new_tokens=6, batch_size=2, judge_batch_size=4,
-        pairs=str(pairs))
+        pairs=str(pairs), keep_truncated=True)  # 6 tokens cut off most answers
     assert path == out
     rows = validate_rows(read_rows(out), "ranked", out)
     assert len(rows) == 3
@@ -28,7 +28,10 @@ def test_tiny_model_end_to_end(tiny_model, tmp_path):
         assert row["judge"] == f"rating-judge:{tiny_model}"
         assert all(1 <= s <= 5 for s in row["scores"])  # the tiny vocab has every digit
         assert all("digit_probs" in json.loads(r) for r in row["judge_raw"])
+        assert set(row["finish_reasons"]) <= {"stop", "length"}
+        assert row["truncated"] == [r == "length" for r in row["finish_reasons"]]
     card = read_card(out)
+    assert card["counts"]["truncated_responses"] == sum(sum(r["truncated"]) for r in rows) > 0
     assert card["counts"]["instructions"] == 3 and card["counts"]["responses"] == 9
     assert card["counts"]["judge_failures"] == 0
     assert card["teacher"]["generation"]["num_responses"] == 3
