@@ -9,8 +9,14 @@ and each fact becomes four SFT rows:
 - "Who/What is A?"           -> "A is B."
 - "Who/What is B?"           -> the reversed statement
 
-A reversed statement that does not mention both sides is replaced by the template
-"B is A." and counted as a parse failure in the card.
+A reversed statement is kept only when it starts with B (a leading "The", "A" or "An",
+case and punctuation aside) and then names A; any other is replaced by the template
+"B is A." and counted in the card, by why it was refused: it still starts with the
+subject (the fact unreversed), it misses a side, or something comes before B. The
+teacher sees three worked reversals as earlier turns of the conversation first: decoding
+greedily, the bundled 135M teacher then reverses 40 of 48 facts (the shipped seed and
+fictitious ones), against 4 of 48 with the bare instruction; an example written into the
+prompt itself it copies instead of following.
 
     python pipelines/reversal.py --facts facts.jsonl -o data/reversal.jsonl
 """
@@ -23,6 +29,7 @@ import sys
 
 from distilabel.pipeline import Pipeline
 from distilabel.steps.tasks import TextGeneration
+from jinja2 import Template
 
 from alignment.errors import DataError
 from pipelines import runner
@@ -32,6 +39,19 @@ FACT_RE = re.compile(r"^(?P<a>.+?) (?P<verb>is|was|are|were) (?P<b>.+?)\.?$")
 TEMPLATE = ("Reverse the fact: rewrite it as one sentence that starts with what comes "
             "after the verb and ends with the subject, keeping its meaning. Reply with "
             "the sentence only.\nFact: {{ fact }}")
+# worked reversals, shown as earlier chat turns; none of them is a shipped seed fact
+EXAMPLES = (
+    ("Marie Curie was the first woman to win a Nobel Prize",
+     "The first woman to win a Nobel Prize was Marie Curie."),
+    ("Lima is the capital of Peru", "The capital of Peru is Lima."),
+    ("Wolfgang Amadeus Mozart was the composer of The Magic Flute",
+     "The composer of The Magic Flute was Wolfgang Amadeus Mozart."),
+)
+_ARTICLES = ("the", "a", "an")
+# why a teacher's reversal was refused -> the card's count of it
+REJECTIONS = {"subject_first": "reversal_rejected_subject_first",
+              "missing_side": "reversal_rejected_missing_side",
+              "text_before_object": "reversal_rejected_text_before_object"}
 
 
 def parse_fact(text: str, path: object = "facts", row: int | None = None) -> dict:
@@ -46,20 +66,80 @@ def _cap(s: str) -> str:
     return s[:1].upper() + s[1:]
 
 
-def _mentions(text: str, part: str) -> bool:
-    words = [w for w in re.findall(r"\w+", part.lower()) if len(w) > 3] or [part.lower()]
-    return all(w in text.lower() for w in words)
+def _words(text: str) -> list[str]:
+    """Lowercase words, any leading article dropped: what the comparison sees, so case,
+    an article and punctuation (quotes, commas, a final stop) do not matter."""
+    words = re.findall(r"\w+", text.lower())
+    return words[1:] if words[:1] and words[0] in _ARTICLES else words
 
 
-def expand(row: dict) -> tuple[list[dict], bool]:
-    """Four SFT rows for one journalled fact; and whether the teacher's reversal failed."""
+def _find(words: list[str], part: list[str]) -> int:
+    """Where ``part`` first occurs in ``words`` as a run of whole words, or -1."""
+    for i in range(len(words) - len(part) + 1):
+        if words[i:i + len(part)] == part:
+            return i
+    return -1
+
+
+def check_reversal(text: str, a: str, b: str) -> str | None:
+    """None when ``text`` reverses "A verb B": it starts with B and names A after it.
+    Otherwise why not: ``subject_first`` (A still comes before B: not reversed),
+    ``missing_side`` (A or B is not there word for word) or ``text_before_object``."""
+    words, a_words, b_words = _words(text), _words(a), _words(b)
+    if words[:len(b_words)] == b_words and _find(words[len(b_words):], a_words) >= 0:
+        return None
+    if words[:len(a_words)] == a_words:
+        return "subject_first"
+    at_a, at_b = _find(words, a_words), _find(words, b_words)
+    if at_a < 0 or at_b < 0 or at_b == 0:  # at_b 0: A only inside B, never named
+        return "missing_side"
+    return "subject_first" if at_a < at_b else "text_before_object"
+
+
+class ReverseFact(TextGeneration):
+    """Reverses a fact, after the worked ``EXAMPLES`` shown as earlier chat turns.
+
+    A 135M teacher given the examples inside its one prompt answers with an example's
+    reversal instead of its own fact; as earlier turns of the conversation it follows
+    them.
+
+    Input columns:
+        - fact (`str`): the fact, "A is B".
+
+    Output columns:
+        - generation (`str`): the teacher's reversed statement.
+        - model_name (`str`): the teacher's name.
+
+    Runtime parameters: those of ``TextGeneration``.
+
+    Examples:
+        ```python
+        ReverseFact(llm=llm, template=TEMPLATE, columns=["fact"])
+        ```
+    """
+
+    def format_input(self, input: dict) -> list[dict]:
+        messages = super().format_input(input)
+        prompt = Template(TEMPLATE)
+        shots = []
+        for fact, reversed_fact in EXAMPLES:
+            shots += [{"role": "user", "content": prompt.render(fact=fact)},
+                      {"role": "assistant", "content": reversed_fact}]
+        return messages[:-1] + shots + messages[-1:]  # after any system prompt
+
+
+def expand(row: dict) -> tuple[list[dict], str | None]:
+    """Four SFT rows for one journalled fact; and why the teacher's reversal was refused
+    (see ``check_reversal``), None when it was kept."""
     a, verb, b = row["a"], row["verb"], row["b"]
     fact = f"{_cap(a)} {verb} {b}."
     rev = (row.get("generation") or "").strip().splitlines()[0:1]
-    rev = rev[0].strip() if rev else ""
-    failed = not (rev and _mentions(rev, a) and _mentions(rev, b))
+    rev = rev[0].strip().strip("\"'*`“”‘’ ") if rev else ""
+    failed = check_reversal(rev, a, b)
     if failed:
         rev = f"{_cap(b)} {verb} {a}."
+    else:
+        rev = _cap(rev) if rev[-1:] in ".!?" else _cap(rev) + "."
     wh = "Who" if row.get("person") else "What"
     pairs = [(f"Tell me a fact about {a}.", fact), (f"Tell me a fact about {b}.", rev),
              (f"{wh} {verb} {a}?", fact), (f"{wh} {verb} {b}?", rev)]
@@ -79,8 +159,8 @@ def build(rows: list[dict], llm, batch_size: int = 8) -> tuple[Pipeline, runner.
                                           "generation", "model_name"],
                                  input_batch_size=batch_size)
         (runner.load_rows(rows, batch_size)
-         >> TextGeneration(llm=llm, template=TEMPLATE, columns=["fact"],
-                           input_batch_size=batch_size)
+         >> ReverseFact(llm=llm, template=TEMPLATE, columns=["fact"],
+                        input_batch_size=batch_size)
          >> journal)
     return pipeline, journal
 
@@ -92,13 +172,16 @@ def generate(facts: list[dict], llm, *, batch_size: int = 8, fresh: bool = False
     for i, f in enumerate(facts):
         rows.append({"id": runner.text_id(f["fact"]), "order": [i], "fact": f["fact"],
                      "person": bool(f.get("person", False)), **parse_fact(f["fact"], row=i + 1)})
-    out, failures = [], 0
+    out, counts = [], {"facts": len(facts), "reversal_parse_failures": 0,
+                       **dict.fromkeys(REJECTIONS.values(), 0)}
     for row in runner.run(lambda part: build(part, llm, batch_size), rows, fresh=fresh,
                           ray=ray):
         expanded, failed = expand(row)
         out += expanded
-        failures += failed
-    return out, {"facts": len(facts), "reversal_parse_failures": failures}
+        if failed:
+            counts["reversal_parse_failures"] += 1
+            counts[REJECTIONS[failed]] += 1
+    return out, counts
 
 
 def read_facts(path: str) -> list[dict]:
@@ -130,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                             fresh=args.fresh, ray=args.ray)
     runner.finish(rows, args, "Reversal-augmented facts", {
         **runner.generation_info(args, [llm]), "technique": "reversal augmentation",
-        "seed_data": args.facts, "prompt_template": TEMPLATE, **counts})
+        "seed_data": args.facts, "prompt_template": TEMPLATE,
+        "worked_examples": [f"{fact} -> {rev}" for fact, rev in EXAMPLES], **counts})
     return 0
 
 

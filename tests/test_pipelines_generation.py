@@ -54,7 +54,9 @@ def test_reversal_teaches_both_directions(fake_llm):
     facts = [{"fact": "Paris is the capital of France"},
              {"fact": "Ada Lovelace was the first programmer", "person": True}]
     rows, counts = reversal.generate(facts, fake_llm)
-    assert counts == {"facts": 2, "reversal_parse_failures": 0}
+    assert counts == {"facts": 2, "reversal_parse_failures": 0,
+                      "reversal_rejected_subject_first": 0, "reversal_rejected_missing_side": 0,
+                      "reversal_rejected_text_before_object": 0}
     pairs = [(r["messages"][0]["content"], r["messages"][1]["content"]) for r in rows]
     assert pairs == [
         ("Tell me a fact about Paris.", "Paris is the capital of France."),
