@@ -12,7 +12,8 @@ round:
 - ``too_short``: fewer than ``--min-words`` words;
 - ``template_words``: it leaks the rewriting prompt ("given prompt", "#Rewritten Prompt#").
 
-The card counts eliminations per reason and per mutation.
+The card counts eliminations per reason and per mutation. Each row says how its answer
+ended (``finish_reasons``, ``truncated``: cut off by ``--max-new-tokens``).
 
     python pipelines/evol_instruct.py --prompts seeds.jsonl --rounds 3 -o data/evol.jsonl
 """
@@ -31,8 +32,10 @@ from distilabel.steps.tasks.evol_instruct.utils import MUTATION_TEMPLATES
 
 from pipelines import quality, runner
 from pipelines.fake import digest
+from pipelines.llms import finish_column, sft_finish_fields
 
 NAME = "align-evol-instruct"
+ANSWER = "answer"  # the answering task
 IN_DEPTH = ("CONSTRAINTS", "DEEPENING", "CONCRETIZING", "INCREASED_REASONING_STEPS")
 IN_BREADTH = ("BREADTH",)
 TEMPLATE_WORDS = re.compile(r"given prompt|rewritten prompt|created prompt|#\w+ prompt#",
@@ -119,8 +122,9 @@ def build(rows: list[dict], llm, rounds: int = 2, seed: int = 42, min_words: int
                                                min_words=min_words,
                                                input_batch_size=batch_size)
         journal = runner.Journal(columns=["id", "order", "messages", "evolution",
-                                          "model_name"], input_batch_size=batch_size)
-        (last >> TextGeneration(name="answer", llm=llm, input_batch_size=batch_size)
+                                          "model_name"], optional=[finish_column(ANSWER)],
+                                 input_batch_size=batch_size)
+        (last >> TextGeneration(name=ANSWER, llm=llm, input_batch_size=batch_size)
          >> FormatTextGenerationSFT(input_batch_size=batch_size) >> journal)
     return pipeline, journal
 
@@ -128,7 +132,8 @@ def build(rows: list[dict], llm, rounds: int = 2, seed: int = 42, min_words: int
 def generate(instructions: list[str], llm, *, rounds: int = 2, seed: int = 42,
              min_words: int = 4, batch_size: int = 8, fresh: bool = False,
              ray: bool = False) -> tuple[list[dict], dict]:
-    """SFT rows ``{"id", "messages", "evolution", "model_name"}`` and elimination counts.
+    """SFT rows ``{"id", "messages", "evolution", "model_name", "finish_reasons",
+    "truncated"}`` and elimination counts.
 
     ``id`` is the seed instruction's id: one row per seed, holding its final survivor.
     """
@@ -136,6 +141,8 @@ def generate(instructions: list[str], llm, *, rounds: int = 2, seed: int = 42,
             for i, t in enumerate(instructions)]
     out = runner.run(lambda part: build(part, llm, rounds, seed, min_words, batch_size),
                      rows, fresh=fresh, ray=ray)
+    for row in out:
+        row.update(sft_finish_fields([row.pop(finish_column(ANSWER), None)]))
     trail = [e for r in out for e in r["evolution"]]
     counts = {
         "evolutions": len(trail),

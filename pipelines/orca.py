@@ -3,7 +3,9 @@
 Each prompt gets one of ``SYSTEM_MESSAGES`` (chosen from a hash of the seed and the
 prompt, so a row's choice never depends on batch order or on a resumed run), and the
 teacher answers under that system message. The system message stays in ``messages``
-so the student learns to reason step by step when asked to.
+so the student learns to reason step by step when asked to. Each row says how its
+answer ended (``finish_reasons``, ``truncated``: cut off by ``--max-new-tokens``, which
+long explanations reach first).
 
     python pipelines/orca.py --prompts prompts.jsonl --output data/orca.jsonl
     python pipelines/orca.py --dry-run --output /tmp/orca.jsonl   # fake teacher
@@ -21,8 +23,10 @@ from distilabel.steps.tasks import TextGeneration
 
 from pipelines import runner
 from pipelines.fake import digest
+from pipelines.llms import finish_column, sft_finish_fields
 
 NAME = "align-orca"
+ANSWER = "answer"  # the answering task
 
 SYSTEM_MESSAGES = (
     "You are a careful tutor. Work through the task one step at a time and say why each "
@@ -69,9 +73,10 @@ def build(rows: list[dict], llm, batch_size: int = 8) -> tuple[Pipeline, runner.
     with Pipeline(name=NAME, cache_dir=runner.cache_root(),
                   description="Orca-style explanation tuning") as pipeline:
         journal = runner.Journal(columns=["id", "order", "messages", "system_prompt",
-                                          "model_name"], input_batch_size=batch_size)
+                                          "model_name"], optional=[finish_column(ANSWER)],
+                                 input_batch_size=batch_size)
         (runner.load_rows(rows, batch_size)
-         >> TextGeneration(llm=llm, input_batch_size=batch_size)
+         >> TextGeneration(name=ANSWER, llm=llm, input_batch_size=batch_size)
          >> FormatTextGenerationSFT(input_batch_size=batch_size)
          >> journal)
     return pipeline, journal
@@ -79,10 +84,14 @@ def build(rows: list[dict], llm, batch_size: int = 8) -> tuple[Pipeline, runner.
 
 def generate(prompts: list[str], llm, *, seed: int = 0, batch_size: int = 8,
              fresh: bool = False, ray: bool = False) -> list[dict]:
-    """Rows ``{"id", "messages": [system, user, assistant], "system_prompt", "model_name"}``."""
+    """Rows ``{"id", "messages": [system, user, assistant], "system_prompt", "model_name",
+    "finish_reasons", "truncated"}``."""
     rows = [{"id": runner.text_id(p), "order": [i], "instruction": p,
              "system_prompt": pick_system(p, seed)} for i, p in enumerate(prompts)]
-    return runner.run(lambda part: build(part, llm, batch_size), rows, fresh=fresh, ray=ray)
+    out = runner.run(lambda part: build(part, llm, batch_size), rows, fresh=fresh, ray=ray)
+    for row in out:
+        row.update(sft_finish_fields([row.pop(finish_column(ANSWER), None)]))
+    return out
 
 
 def parser() -> argparse.ArgumentParser:

@@ -8,7 +8,8 @@
    (0.7) against every instruction in the pool, which grows with each acceptance, in a
    fixed order. ROUGE-L is computed here from the longest common subsequence of
    lower-cased word tokens (no extra dependency).
-3. The teacher answers each accepted instruction (``TextGeneration``).
+3. The teacher answers each accepted instruction (``TextGeneration``); each row says how
+   its answer ended (``finish_reasons``, ``truncated``: cut off by ``--max-new-tokens``).
 
 Both generation stages are distilabel pipelines with their own journal, so a killed
 run resumes at the stage and row where it stopped.
@@ -29,8 +30,10 @@ from distilabel.steps import FormatTextGenerationSFT
 from distilabel.steps.tasks import SelfInstruct, TextGeneration
 
 from pipelines import runner
+from pipelines.llms import finish_column, sft_finish_fields
 
 NAME = "align-self-instruct"
+ANSWER = "answer"  # the answering task
 UNSUITABLE = re.compile(r"\b(image|images|picture|graph|plot|draw|video|file|map|"
                         r"go to|website|url)\b", re.IGNORECASE)
 _BULLET = re.compile(r"^\s*(?:\d+\s*[.)]|[-*•])\s*")
@@ -106,9 +109,9 @@ def build_answers(rows: list[dict], llm, batch_size: int) -> tuple[Pipeline, run
     with Pipeline(name=f"{NAME}-answers", cache_dir=runner.cache_root(),
                   description="Self-Instruct: responses") as pipeline:
         journal = runner.Journal(columns=["id", "order", "messages", "model_name"],
-                                 input_batch_size=batch_size)
+                                 optional=[finish_column(ANSWER)], input_batch_size=batch_size)
         (runner.load_rows(rows, batch_size)
-         >> TextGeneration(llm=llm, input_batch_size=batch_size)
+         >> TextGeneration(name=ANSWER, llm=llm, input_batch_size=batch_size)
          >> FormatTextGenerationSFT(input_batch_size=batch_size) >> journal)
     return pipeline, journal
 
@@ -135,6 +138,8 @@ def generate(seeds: list[str], llm, *, num_prompts: int = 4, per_prompt: int = 5
             for i, t in enumerate(accepted)]
     out = runner.run(lambda part: build_answers(part, llm, batch_size), rows, fresh=fresh,
                      ray=ray)
+    for row in out:
+        row.update(sft_finish_fields([row.pop(finish_column(ANSWER), None)]))
     counts = {"requests": len(ctx), "candidates": len(candidates),
               "accepted": len(accepted), "rejected": dict(sorted(rejected.items())),
               "parse_failures": sum(1 for r in done if not r["instructions"])}

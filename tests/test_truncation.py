@@ -170,3 +170,87 @@ def test_align_data_pairs_keep_truncated(tmp_path):
     assert main(["data", "convert", str(src), "--to", "kto", str(kto)]) == 0
     assert [(r["completion"], r["label"]) for r in read_rows(kto)] == [
         ("r1", True), ("r2", False), ("r0", True), ("r1", False)]
+
+
+# ---------------------------------------------------------------- pipelines (fake teacher)
+
+def test_dry_run_rows_say_how_answers_ended_and_the_card_counts_them(tmp_path):
+    from pipelines import orca
+    from pipelines.fake import cut, fake_reply
+    from pipelines.runner import read_prompts
+
+    out = tmp_path / "orca.jsonl"
+    # the fake teacher's tokens are words: 27 cuts some of its step-by-step answers
+    assert orca.main(["--dry-run", "--limit", "6", "--max-new-tokens", "27",
+                      "-o", str(out)]) == 0
+    rows = read_rows(out)
+    expected = []
+    for prompt, row in zip(read_prompts(orca.runner.DATA_DIR / "seed_tasks.jsonl", 6), rows):
+        convo = [{"role": "system", "content": orca.pick_system(prompt, 0)}, _chat(prompt)[0]]
+        text, reason = cut(fake_reply(convo), 27)
+        assert row["messages"][-1]["content"] == text
+        assert row["finish_reasons"] == [reason] and row["truncated"] is (reason == "length")
+        expected.append(reason)
+    assert set(expected) == {"stop", "length"}
+    card = read_card(out)
+    assert card["truncated_responses"] == expected.count("length")
+    assert card["finish_reasons"] == {"length": expected.count("length"),
+                                      "stop": expected.count("stop")}
+
+
+def test_multi_turn_lists_every_assistant_turns_finish_reason():
+    from pipelines import multi_turn
+    from pipelines.fake import FakeLLM
+
+    # the fake assistant's answers and the simulated user's questions have over 8 words
+    llm = FakeLLM(generation_kwargs={"max_new_tokens": 8})
+    (row,) = multi_turn.generate(["How do tides work on Earth and why?"], llm, turns=2)
+    answers = [m["content"] for m in row["messages"] if m["role"] == "assistant"]
+    assert len(answers) == 2 and all(len(a.split()) <= 8 for a in answers)
+    assert row["finish_reasons"] == ["length", "length"] and row["truncated"] is True
+
+
+def test_responses_keep_the_prompts_fields_for_verify(tmp_path):
+    from pipelines import cli
+
+    specs = [{"name": "max_words", "params": {"limit": 3}}]
+    prompts = write_rows([
+        {"prompt": "Name a colour.", "verifiers": specs, "task": "colour", "source": "mine",
+         "split": "train", "id": "p1"},
+        {"prompt": "Say hi.", "verifiers": [{"name": "lowercase"}], "task": "greet",
+         "split": "heldout"}], tmp_path / "constrained.jsonl")
+    ranked, verified = tmp_path / "ranked.jsonl", tmp_path / "verified.jsonl"
+    assert cli.main(["responses", "--prompts", str(prompts), "--dry-run", "--n", "2",
+                     "--max-new-tokens", "4", "-o", str(ranked)]) == 0
+    rows = read_rows(ranked)
+    assert [(r["prompt"], r["task"], r["split"]) for r in rows] == [
+        ("Name a colour.", "colour", "train"), ("Say hi.", "greet", "heldout")]
+    assert rows[0]["verifiers"] == specs and rows[0]["source"] == "mine"
+    assert rows[0]["id"] != "p1"  # the ranked id is the prompt's (docs/schemas.md)
+    for row in rows:
+        assert row["finish_reasons"] == ["length", "length"]
+        assert row["truncated"] == [True, True]
+    assert read_card(ranked)["truncated_responses"] == 4
+    assert cli.main(["verify", str(ranked), "-o", str(verified)]) == 0
+    checked = read_rows(verified)
+    assert [r["verifiers"] for r in checked] == [specs, [{"name": "lowercase"}]]
+    assert all(len(r["verifier_results"]) == 2 for r in checked)
+
+
+def test_preference_rows_and_pairs_leave_truncated_responses_out():
+    from pipelines import preference
+
+    journalled = {"instruction": "Q?", "generations": ["a", "b", "c"], "model_name": "t",
+                  "scores": [5.0, 3.0, 1.0], "judge_raw": ["", "", ""], "judge": "j",
+                  "judge_digit_mass": [1.0, 1.0, 1.0],
+                  finish_column("responses"): ["length", "stop", "stop"]}
+    counts = dict.fromkeys(["teacher_failures", "rows_dropped_under_2_responses",
+                            "responses", "judge_failures", "low_digit_mass_under_0.5",
+                            "_mass_sum"], 0)
+    (row,) = preference.to_ranked([journalled], counts)
+    assert row["finish_reasons"] == ["length", "stop", "stop"]
+    assert row["truncated"] == [True, False, False]
+    (pair,), _ = ranked_to_pairs([row])
+    assert (pair["chosen"], pair["rejected"]) == ("b", "c")
+    assert preference.parser().parse_args(["--keep-truncated"]).keep_truncated is True
+    assert preference.PreferenceConfig().keep_truncated is False
