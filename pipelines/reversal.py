@@ -18,6 +18,10 @@ greedily, the bundled 135M teacher then reverses 40 of 48 facts (the shipped see
 fictitious ones), against 4 of 48 with the bare instruction; an example written into the
 prompt itself it copies instead of following.
 
+The rows answered with the teacher's reversal say how it ended (``finish_reasons``,
+``truncated``: cut off by ``--max-new-tokens``); the other answers are not generated, and
+their ``finish_reasons`` is empty.
+
     python pipelines/reversal.py --facts facts.jsonl -o data/reversal.jsonl
 """
 
@@ -33,8 +37,10 @@ from jinja2 import Template
 
 from alignment.errors import DataError
 from pipelines import runner
+from pipelines.llms import finish_column, sft_finish_fields
 
 NAME = "align-reversal"
+REVERSE = "reverse"  # the reversing task
 FACT_RE = re.compile(r"^(?P<a>.+?) (?P<verb>is|was|are|were) (?P<b>.+?)\.?$")
 TEMPLATE = ("Reverse the fact: rewrite it as one sentence that starts with what comes "
             "after the verb and ends with the subject, keeping its meaning. Reply with "
@@ -143,12 +149,15 @@ def expand(row: dict) -> tuple[list[dict], str | None]:
     wh = "Who" if row.get("person") else "What"
     pairs = [(f"Tell me a fact about {a}.", fact), (f"Tell me a fact about {b}.", rev),
              (f"{wh} {verb} {a}?", fact), (f"{wh} {verb} {b}?", rev)]
+    reason = row.get(finish_column(REVERSE))
     out = []
     for kind, (q, ans) in zip(("statement", "statement_reversed", "qa_forward", "qa_reverse"),
                               pairs):
+        written = kind in ("statement_reversed", "qa_reverse") and not failed  # by the teacher
         out.append({"id": runner.text_id(q), "kind": kind, "fact": fact,
                     "messages": [{"role": "user", "content": q},
-                                 {"role": "assistant", "content": ans}]})
+                                 {"role": "assistant", "content": ans}],
+                    **sft_finish_fields([reason] if written else [])})
     return out, failed
 
 
@@ -157,9 +166,9 @@ def build(rows: list[dict], llm, batch_size: int = 8) -> tuple[Pipeline, runner.
                   description="reversal augmentation") as pipeline:
         journal = runner.Journal(columns=["id", "order", "a", "verb", "b", "person",
                                           "generation", "model_name"],
-                                 input_batch_size=batch_size)
+                                 optional=[finish_column(REVERSE)], input_batch_size=batch_size)
         (runner.load_rows(rows, batch_size)
-         >> ReverseFact(llm=llm, template=TEMPLATE, columns=["fact"],
+         >> ReverseFact(name=REVERSE, llm=llm, template=TEMPLATE, columns=["fact"],
                         input_batch_size=batch_size)
          >> journal)
     return pipeline, journal

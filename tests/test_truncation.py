@@ -254,3 +254,19 @@ def test_preference_rows_and_pairs_leave_truncated_responses_out():
     assert (pair["chosen"], pair["rejected"]) == ("b", "c")
     assert preference.parser().parse_args(["--keep-truncated"]).keep_truncated is True
     assert preference.PreferenceConfig().keep_truncated is False
+
+
+def test_reversal_rows_carry_the_reversals_finish_reason():
+    from pipelines import reversal
+
+    row = {"a": "Paris", "verb": "is", "b": "the capital of France",
+           "generation": "The capital of France is Paris.",
+           finish_column(reversal.REVERSE): "length"}
+    rows, failed = reversal.expand(row)
+    assert failed is None
+    assert [(r["kind"], r["finish_reasons"], r["truncated"]) for r in rows] == [
+        ("statement", [], False), ("statement_reversed", ["length"], True),
+        ("qa_forward", [], False), ("qa_reverse", ["length"], True)]
+    # a refused reversal is replaced by the template: no answer is the teacher's
+    rows, failed = reversal.expand({**row, "generation": "Yes."})
+    assert failed and all(r["finish_reasons"] == [] and not r["truncated"] for r in rows)
