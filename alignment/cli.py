@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "orpo": ("alignment.recipes.orpo", "ORPO: SFT and preference in one loss"),
     "cpo": ("alignment.recipes.cpo", "CPO, and SimPO with --loss_type simpo (experimental in TRL)"),
     "merge": ("alignment.recipes.merge", "fold adapters into bases, merge fine-tunes"),
+    "loop": ("alignment.recipes.loop", "on-policy rounds: sample, verify, pair, DPO, evaluate"),
     "eval": ("alignment.evaluate", "preference accuracy, reward margins and win rate"),
     "report": ("alignment.report", "render a run's plots and summary again"),
 }

@@ -1,4 +1,4 @@
-"""The walking skeleton end to end on tiny models: generate, judge, pair, DPO, evaluate."""
+"""The demo end to end on the tiny model: constraint prompts, two on-policy rounds, eval."""
 
 import json
 import sys
@@ -19,33 +19,36 @@ def demo_module():
         sys.path.remove(str(ROOT / "examples"))
 
 
-def test_demo_loop_on_tiny_models(demo_module, tiny_model, tmp_path):
+def test_demo_loop_on_tiny_models(demo_module, tiny_model, tmp_path, capsys):
     from safetensors.torch import load_file
 
     from alignment.data import read_rows
 
     out = tmp_path / "demo"
     rc = demo_module.main([
-        "--out", str(out), "--teacher", str(tiny_model), "--judge", str(tiny_model),
-        "--student", str(tiny_model), "--num-instructions", "6", "--num-responses", "3",
-        "--max-new-tokens", "8", "--margin", "0", "--max-steps", "2",
-        "--heldout-fraction", "0.34", "--no-win-rate"])
+        "--out", str(out), "--student", str(tiny_model), "--rounds", "2",
+        "--prompts-per-round", "8", "--candidates", "2", "--max-new-tokens", "6",
+        "--dpo", "--max_steps 2", "--no-win-rate", "--keep-truncated"])
     assert rc == 0
-    ranked = read_rows(out / "ranked.jsonl")
-    assert len(ranked) == 6 and all(len(r["responses"]) == 3 for r in ranked)
-    train, held = read_rows(out / "pairs_train.jsonl"), read_rows(out / "pairs_heldout.jsonl")
-    # held out by prompt: no prompt is on both sides
-    assert train and held
-    assert not {r["prompt"] for r in train} & {r["prompt"] for r in held}
-    for row in train + held:
-        assert row["score_chosen"] > row["score_rejected"]
-    # the adapter was trained: LoRA B matrices start at zero and moved
-    weights = load_file(out / "dpo" / "adapter_model.safetensors")
-    lora_b = [w for name, w in weights.items() if "lora_B" in name]
-    assert lora_b and any(w.abs().sum() > 0 for w in lora_b)
+    train = read_rows(out / "constraints" / "train.jsonl")
+    held = read_rows(out / "constraints" / "heldout.jsonl")
+    assert not {r["task_id"] for r in train} & {r["task_id"] for r in held}
+    for k in (1, 2):
+        pairs = read_rows(out / "loop" / f"round-{k}" / "pairs.jsonl")
+        assert pairs and all(p["score_chosen"] > p["score_rejected"] for p in pairs)
+        # the held-out prompts never reach training
+        assert not {p["prompt"] for p in pairs} & {r["prompt"] for r in held}
+    # round 2 continued from round 1's adapter, which had moved from zero
+    weights = load_file(out / "loop" / "round-1" / "dpo" / "adapter_model.safetensors")
+    assert any(w.abs().sum() > 0 for name, w in weights.items() if "lora_B" in name)
+    card = json.loads((out / "loop" / "round-2" / "dpo" / "metrics.json").read_text())
+    assert card["config"]["ScriptArguments"]["init_adapter"].endswith("round-1/dpo")
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["eval"]["pairs"] == len(held)
-    assert 0.0 <= summary["eval"]["policy"]["reward_accuracy"] <= 1.0
-    assert (out / "dpo" / "training_curves.png").stat().st_size > 1000
+    following = summary["final_round"]["following"]
+    assert following["prompts"] == len(held) and following["follow_rate"]["ci95"] is not None
+    assert summary["final_round"]["factual"]["questions"] == 30
+    assert (out / "loop" / "loop.png").stat().st_size > 1000
     for path in summary["artefacts"].values():
         assert Path(path).exists(), path
+    printed = capsys.readouterr().out
+    assert "follow rate (all checks)" in printed and "factual" in printed
