@@ -111,6 +111,15 @@ def test_the_endpoint_teacher_keeps_finish_reason(echo_server):
     assert out[1]["generations"] == ["lololo", "lololo"]
 
 
+def test_endpoint_finish_reasons_reach_the_pipelines_rows(echo_server):
+    from pipelines import responses
+
+    llm = make_llm("echo", echo_server.base_url, max_new_tokens=3, do_sample=False)
+    rows = responses.generate([f"hello{END}", "hello"], [llm], n=2)
+    assert [r["finish_reasons"] for r in rows] == [["stop", "stop"], ["length", "length"]]
+    assert [r["truncated"] for r in rows] == [[False, False], [True, True]]
+
+
 # ---------------------------------------------------------------- pairs
 
 def _ranked(id_: str, scores: list, **extra) -> dict:
