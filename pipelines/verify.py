@@ -97,7 +97,8 @@ def verify(rows: list[dict], specs: list[list[dict]], partial: bool = True
                 tally["responses"] += 1
                 tally["passed"] += v["results"][key] == 1.0
                 tally["total"] += v["results"][key]
-        keep = {k: row[k] for k in ("id", "prompt", "responses", "models", "source") if k in row}
+        keep = {k: row[k] for k in ("id", "prompt", "responses", "models", "source",
+                                    "finish_reasons", "truncated") if k in row}
         out.append({**keep, "verifiers": [verifiers.stored(s) for s in mine], "scores": scores,
                     "ranks": ranks_from_scores(scores), "judge": "verifiers",
                     "judge_raw": [json.dumps(v, ensure_ascii=False) for v in verdicts],

@@ -28,9 +28,6 @@ from alignment.data import (FORMATS, STRATEGIES, TARGETS, convert, dedup, detect
 from alignment.data.formats import FAMILY, formats_table, normalise
 from alignment.errors import DataError
 
-TRUNCATION_FIELDS = ("finish_reasons", "truncated")
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="align data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -148,11 +145,6 @@ def _ranked_to(to: str, rows: list[dict], src: str, fmt: str, args: argparse.Nam
     """Ranked rows -> preference pairs (or KTO rows), truncated responses left out
     unless --keep-truncated."""
     ranked = convert(rows, "ranked", path=src, fmt=fmt, stats=counts)
-    if fmt == "align-ranked":
-        # the ranked reader keeps only the schema's own fields, so the truncation lists
-        # are taken from the source rows, one per ranked row in this format
-        for new, old in zip(ranked, rows, strict=True):
-            new.update({f: old[f] for f in TRUNCATION_FIELDS if old.get(f) is not None})
     pairs, pair_counts = ranked_to_pairs(ranked, args.strategy, margin=args.margin,
                                          seed=args.seed, keep_truncated=args.keep_truncated)
     counts.update({f"pairs_{k}": v for k, v in pair_counts.items()})

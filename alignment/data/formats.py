@@ -395,7 +395,8 @@ def _ranked_align(r: _Row) -> dict:
         "judge": r.get("judge") if r.get("judge") is not None else "unknown",
         "judge_raw": r.get("judge_raw") if r.get("judge_raw") is not None else [""] * n,
     }
-    for f in ("ratings", "rationales", "ranks", "source"):
+    # how each response ended travels with it, so pairing can leave truncated ones out
+    for f in ("ratings", "rationales", "ranks", "source", "finish_reasons", "truncated"):
         if r.get(f) is not None:
             out[f] = r.get(f)
     return out
