@@ -54,6 +54,16 @@ DEFAULT_PREFIX = "Rating: "
 TRUNCATION_MARK = " [...]"
 
 
+def inference_dtype():
+    """The judges' dtype: bf16 where the machine multiplies it natively, else float32
+    (``alignment.engine.pick_dtype``)."""
+    import torch
+
+    from alignment.engine import pick_dtype
+
+    return getattr(torch, pick_dtype()[0])
+
+
 class RatingJudge:
     """Scores responses by the probability the judge model gives each rating digit.
 
@@ -95,7 +105,6 @@ class RatingJudge:
         return RUBRICS.get(aspect, aspect)
 
     def _load(self, max_length: int | None) -> None:
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from alignment.models import resolve_model
@@ -105,7 +114,7 @@ class RatingJudge:
         self.tokenizer.padding_side = "left"  # the rating is read at the right edge
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=inference_dtype()).eval()
         context = getattr(self.model.config, "max_position_embeddings", None) or 2048
         self.max_length = min(max_length or context, context)
         self.digit_ids = self._digit_token_ids()
@@ -412,7 +421,6 @@ def _top_tokens(tokenizer, probs, k: int = 5) -> list:
 
 def _load_judge_model(spec: str, max_length: int | None):
     """(tokenizer padding on the left, model in eval mode, prompt token budget)."""
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from alignment.models import resolve_model
@@ -422,7 +430,7 @@ def _load_judge_model(spec: str, max_length: int | None):
     tokenizer.padding_side = "left"  # the verdict is read at the right edge
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=inference_dtype()).eval()
     context = getattr(model.config, "max_position_embeddings", None) or 2048
     return tokenizer, model, min(max_length or context, context)
 

@@ -67,7 +67,9 @@ class BatchedTransformersLLM(LLM):
             resolved with ``alignment.models.resolve_model``.
         batch_size: prompts decoded together (each expands to ``num_generations``
             sequences).
-        torch_dtype: dtype to load the weights in; ``float32`` is the fast choice on CPU.
+        torch_dtype: dtype to load the weights in; ``auto`` (the default) is
+            ``alignment.engine.pick_dtype``'s choice: bf16 on CPUs with native bf16
+            (AMX / avx512_bf16) and GPUs, float32 elsewhere.
         seed: seeds torch before each ``generate`` call so a run is reproducible.
         num_threads: torch CPU threads for this process (None: torch's default). When a
             pipeline runs the teacher and the judge in two processes at once, giving each
@@ -88,7 +90,7 @@ class BatchedTransformersLLM(LLM):
 
     model: str = "smollm2"
     batch_size: int = 16
-    torch_dtype: str = "float32"
+    torch_dtype: str = "auto"
     seed: int | None = 0
     num_threads: int | None = None
     early_exit: bool = True
@@ -110,7 +112,10 @@ class BatchedTransformersLLM(LLM):
         tok.padding_side = "left"  # generation continues from the right edge
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, self.torch_dtype))
+        from alignment.engine import pick_dtype
+
+        dtype = pick_dtype()[0] if self.torch_dtype == "auto" else self.torch_dtype
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
         model.eval()
         self._tokenizer, self._model = tok, model
 
