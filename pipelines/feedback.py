@@ -384,28 +384,43 @@ def read_input(path: str, limit: int | None = None) -> list[dict]:
     return rows[:limit] if limit else rows
 
 
-def run_step(name: str, rows: list[dict], step_factory) -> tuple[list[dict], float]:
-    """Run ``load >> step`` as a distilabel pipeline; returns the rows (input order) and
-    the seconds the pipeline took.
+def run_step(name: str, rows: list[dict], step_factory, fresh: bool = False
+             ) -> tuple[list[dict], float]:
+    """Run ``load >> step >> journal`` as a distilabel pipeline; returns the rows (input
+    order) and the seconds the pipeline took.
 
-    The rows are numbered in ``_order`` because distilabel may hand batches back in any
-    order. The cache is off: the input rows are no part of distilabel's signature, so a
-    cached run over different rows would be resumed by mistake.
+    Judging is often the most expensive stage, so it finishes through the same journal
+    as the generation pipelines (``pipelines.runner.run``): a killed judge run, started
+    again with the same rows and judge, judges only the rows not yet journalled.
     """
-    from distilabel.pipeline import Pipeline
-    from distilabel.steps import LoadDataFromDicts
+    from pipelines import runner
 
-    from pipelines.common import pipeline_cache_dir
+    # the journal keys rows by a unique id; ranked rows may share one (or lack it)
+    data = [{**r, "id": f"{i}:{r.get('id')}", "_source_id": r.get("id"), "order": [i]}
+            for i, r in enumerate(rows)]
+    columns = list(dict.fromkeys(k for r in data for k in r))
 
-    data = [{**r, "_order": i} for i, r in enumerate(rows)]
+    def build(part: list[dict]):
+        from distilabel.pipeline import Pipeline
+
+        with Pipeline(name=f"align-{name}", cache_dir=runner.cache_root()) as pipeline:
+            step = step_factory()
+            outputs = list(step.outputs)
+            journal = runner.Journal(columns=columns + [c for c in outputs if c not in columns],
+                                     input_batch_size=64)
+            runner.load_rows(part, 64) >> step >> journal
+        return pipeline, journal
     start = time.time()
-    with Pipeline(name=f"align-{name}", cache_dir=pipeline_cache_dir()) as pipeline:
-        load = LoadDataFromDicts(name="load_ranked", data=data, batch_size=64)
-        load >> step_factory()
-    distiset = pipeline.run(use_cache=False)
+    out = runner.run(build, data, fresh=fresh)
     seconds = time.time() - start
-    out = sorted(distiset["default"]["train"], key=lambda r: r["_order"])
-    return [{k: v for k, v in r.items() if k != "_order"} for r in out], seconds
+    restored = []
+    for r in out:
+        row = {k: v for k, v in r.items() if k not in ("_source_id",)}
+        row["id"] = r["_source_id"]
+        if row["id"] is None:
+            del row["id"]
+        restored.append(row)
+    return restored, seconds
 
 
 def write_output(rows: list[dict], output: str, title: str, info: dict) -> str:

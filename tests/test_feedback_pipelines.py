@@ -254,3 +254,28 @@ def test_combine_refuses_mismatched_rows(tmp_path):
     reordered = [dict(ROWS[0], responses=["Four.", "4", "5"], scores=[3, 1, 2])]
     rows, info = combine([[dict(ROWS[0], scores=[1, 2, 3])], reordered])
     assert rows[0]["scores"] == [1.0, 2.0, 3.0]  # matched by text: 4 -> 1, 5 -> 2, Four. -> 3
+
+
+def test_a_killed_judge_run_resumes_from_its_journal(ranked):
+    """Judging finishes through the generation pipelines' journal: rows journalled by an
+    interrupted attempt are not judged again, and every row comes back exactly once."""
+    from pipelines import runner
+    from pipelines.fake import FakeLLM
+    from pipelines.feedback import AspectRatingStep, read_input, run_step
+    from pipelines.ultrafeedback import ASPECTS
+
+    rows = [{k: r[k] for k in ("id", "prompt", "responses", "models")}
+            for r in read_input(ranked)]
+
+    def step():
+        return AspectRatingStep(name="ratings", aspects={"honesty": ASPECTS["honesty"]},
+                                llm=FakeLLM())
+    first, _ = run_step("uf-resume", rows, step)
+    [journal] = list((runner.cache_root() / "align-uf-resume").rglob(runner.JOURNAL_NAME))
+    lines = journal.read_text().splitlines()
+    assert len(lines) == len(rows)
+    journal.write_text(lines[0] + "\n")  # as if killed after the first row
+    again, _ = run_step("uf-resume", rows, step)
+    assert again == first and [r["id"] for r in again] == [r["id"] for r in rows]
+    # only the missing row was judged again
+    assert len(journal.read_text().splitlines()) == len(rows)
