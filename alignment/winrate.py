@@ -50,6 +50,45 @@ def greedy_answers(model, tokenizer, prompts: list, max_new_tokens: int,
     return [g[0] for g in gens]
 
 
+def length_controlled(winners: list[str | None], trained: list[str], base: list[str]) -> dict:
+    """The win rate read at zero length difference, as AlpacaEval's length control does.
+
+    Judges favour longer answers, so a policy that only got longer wins more often. A
+    logistic regression of the verdict (a win 1, a loss 0, a tie half of each) on the
+    difference in words, trained minus base (in units of its standard deviation), read
+    at a difference of zero, says how often the policy would win at equal length. None
+    when fewer than two verdicts or no spread in the lengths or verdicts.
+    """
+    import numpy as np
+    from scipy.optimize import minimize
+
+    from alignment.verifiers import count_words
+
+    judged = [(w, count_words(t) - count_words(b)) for w, t, b in zip(winners, trained, base)
+              if w is not None]
+    out = {"mean_words_trained": _mean([count_words(t) for t in trained]),
+           "mean_words_base": _mean([count_words(b) for b in base]), "win_rate_lc": None}
+    if len(judged) < 2:
+        return out
+    y = np.array([{"a": 1.0, "b": 0.0, "tie": 0.5}[w] for w, _ in judged])
+    d = np.array([float(x) for _, x in judged])
+    if d.std() == 0 or y.min() == y.max():
+        return out
+    x = d / d.std()
+
+    def loss(theta):  # mean negative log-likelihood with soft labels, a little L2
+        z = theta[0] + theta[1] * x
+        return float(np.mean(np.logaddexp(0, z) - y * z) + 1e-3 * theta[1] ** 2)
+    fit = minimize(loss, np.zeros(2), method="BFGS")
+    out["win_rate_lc"] = float(1 / (1 + np.exp(-fit.x[0])))
+    out["length_slope"] = float(fit.x[1])
+    return out
+
+
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
 def judge_answers(prompts: list, trained: list[str], base: list[str], judge: str,
                   judge_batch_size: int = 8, samples: int = 5, max_new_tokens: int | None = None
                   ) -> dict:
@@ -75,6 +114,7 @@ def judge_answers(prompts: list, trained: list[str], base: list[str], judge: str
         "p_trained_mean": rate(sum(v["p_a"] for v in verdicts if v["p_a"] is not None)),
         "position_inconsistent_rate": rate(inconsistent),
         "identical_answers": sum(t == b for t, b in zip(trained, base)),
+        **length_controlled(winners, trained, base),
         "judge_seconds": round(time.perf_counter() - started, 1),
         "samples": [{"prompt": prompt_text(p), "base": b, "trained": t, "winner": v["winner"],
                      "p_trained": v["p_a"], "consistent": v["consistent"]}
@@ -139,6 +179,10 @@ def format_judged(j: dict) -> list[str]:
              f"{'  tie rate':<38} {pct(j['tie_rate']):>8}",
              f"{'  position-inconsistent rate':<38} {pct(j['position_inconsistent_rate']):>8}",
              f"{'  mean P(trained better), both orders':<38} {pct(j['p_trained_mean']):>8}"]
+    if j.get("mean_words_trained") is not None:
+        lines.append(f"{'  length-controlled win rate':<38} {pct(j.get('win_rate_lc')):>8}"
+                     f"  (mean words: trained {j['mean_words_trained']:.1f}, "
+                     f"base {j['mean_words_base']:.1f})")
     if j["identical_answers"]:
         lines.append(f"  ({j['identical_answers']} prompt(s) got the same answer from both)")
     return lines

@@ -135,3 +135,19 @@ def test_truncated_answers_are_not_paired_unless_asked():
     assert pairs == [] and counts["truncated_skipped"] == 1
     pairs, _ = make_pairs(rows, repair=False, keep_truncated=True)
     assert pairs[0]["chosen"] == "hi there"
+
+
+def test_length_controlled_win_rate_removes_a_length_preference():
+    from alignment.winrate import length_controlled
+
+    # the trained answer wins exactly when it is the longer one: at equal length, a coin flip
+    trained = ["a b c d e f", "a", "a b c d e f g", "a b", "a b c d e", "a"] * 3
+    base = ["a b", "a b c d e", "a", "a b c d e f", "a", "a b c d"] * 3
+    winners = ["a" if len(t) > len(b) else "b" for t, b in zip(trained, base)]
+    lc = length_controlled(winners, trained, base)
+    assert abs(lc["win_rate_lc"] - 0.5) < 0.15 and lc["length_slope"] > 0
+    assert lc["mean_words_trained"] == pytest.approx(sum(len(t.split()) for t in trained) / 18)
+    # a policy that wins whatever the lengths keeps a high controlled rate
+    mixed = ["a", "b", "a", "a", "a", "a"] * 3
+    assert length_controlled(mixed, trained, base)["win_rate_lc"] > 0.6
+    assert length_controlled(["a"], ["x"], ["y"])["win_rate_lc"] is None
