@@ -59,7 +59,7 @@ def baseline(texts: list[str], threshold: float) -> tuple[float, int]:
     from datasets import Dataset, disable_progress_bars
     from datasketch import MinHash, MinHashLSH
 
-    from pipelines.quality import normalised
+    from alignment.data import normalised
 
     disable_progress_bars()
     t = time.perf_counter()

@@ -30,6 +30,7 @@ from distilabel.steps import FormatTextGenerationSFT, Step, StepInput
 from distilabel.steps.tasks import EvolInstruct, TextGeneration
 from distilabel.steps.tasks.evol_instruct.utils import MUTATION_TEMPLATES
 
+from alignment.data import normalised
 from pipelines import quality, runner
 from pipelines.fake import digest
 from pipelines.llms import finish_column, sft_finish_fields
@@ -60,7 +61,7 @@ class SeededEvolInstruct(EvolInstruct):
 def failure_reason(parent: str, evolved: str | None, min_words: int) -> str | None:
     """Why an evolution is eliminated, or None if it survives."""
     evolved = (evolved or "").strip()
-    norm = quality.normalised([parent, evolved])
+    norm = normalised([parent, evolved])
     if evolved and norm[0] == norm[1]:
         return "copy"
     if len(evolved.split()) < min_words:

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from alignment.data import normalised
+
 TextOf = Callable[[dict], str]
 
 # Phrases that mark a response as a refusal or a model disclaimer rather than an answer.
@@ -57,12 +59,6 @@ def all_text(row: dict) -> str:
     return "\n".join([prompt_text(row)] + [r or "" for r in response_texts(row)])
 
 
-def normalised(texts: Sequence[str]) -> pl.Series:
-    """Lower case, punctuation dropped, whitespace collapsed."""
-    return (pl.Series("t", list(texts), dtype=pl.String).str.to_lowercase()
-            .str.replace_all(r"[^\w\s]", " ").str.replace_all(r"\s+", " ").str.strip_chars())
-
-
 def _keep(rows: list[dict], mask: np.ndarray) -> tuple[list[dict], int]:
     kept = [r for r, k in zip(rows, mask) if k]
     return kept, len(rows) - len(kept)
@@ -81,15 +77,17 @@ def drop_failed(rows: list[dict]) -> tuple[list[dict], int]:
 
 
 def exact_dedup(rows: list[dict], text_of: TextOf = prompt_text) -> tuple[list[dict], int]:
-    """Keep the first row of each normalised text."""
+    """Keep the first row of each normalised text (``alignment.data.normalised``, the
+    same key ``align data --dedup`` compares)."""
     if not rows:
         return rows, 0
     return _keep(rows, normalised([text_of(r) for r in rows]).is_first_distinct().to_numpy())
 
 
-def length_filter(rows: list[dict], min_chars: int | None = None,
-                  max_chars: int | None = None) -> tuple[list[dict], int]:
-    """Drop rows with any response shorter than ``min_chars`` or longer than ``max_chars``."""
+def response_length_filter(rows: list[dict], min_chars: int | None = None,
+                           max_chars: int | None = None) -> tuple[list[dict], int]:
+    """Drop rows with any response shorter than ``min_chars`` or longer than ``max_chars``
+    (``alignment.data.prompt_length_filter`` measures the prompt instead)."""
     lo, hi = min_chars or 0, max_chars or float("inf")
     return _keep(rows, np.array([all(lo <= len(t or "") <= hi for t in response_texts(r))
                                  for r in rows], dtype=bool))
@@ -256,7 +254,7 @@ def apply_filters(rows: list[dict], args: argparse.Namespace,
     if getattr(args, "near_dedup", None) is not None:
         rows, counts["near_duplicates"] = near_dedup(rows, args.near_dedup, key)
     if getattr(args, "min_chars", None) is not None or getattr(args, "max_chars", None):
-        rows, counts["length"] = length_filter(rows, args.min_chars, args.max_chars)
+        rows, counts["length"] = response_length_filter(rows, args.min_chars, args.max_chars)
     if getattr(args, "drop_refusals", False):
         rows, counts["refusals"] = refusal_filter(rows)
     if getattr(args, "decontaminate", None):

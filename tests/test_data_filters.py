@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from alignment.data import dedup, length_filter, stats
+from alignment.data import dedup, normalised, prompt_length_filter, stats
 
 
 def test_dedup_ignores_case_punctuation_and_whitespace():
@@ -24,9 +24,14 @@ def test_dedup_on_conversations():
     assert kept == [a, c, d] and removed == 1
 
 
-def test_length_filter():
+def test_normalised_turns_punctuation_into_spaces():
+    assert normalised(["  Well-known,  FACTS!", "12:20"]).to_list() == ["well known facts",
+                                                                      "12 20"]
+
+
+def test_prompt_length_filter():
     rows = [{"prompt": "x" * n} for n in (1, 5, 10, 50)]
-    kept, removed = length_filter(rows, min_chars=5, max_chars=10)
+    kept, removed = prompt_length_filter(rows, min_chars=5, max_chars=10)
     assert [len(r["prompt"]) for r in kept] == [5, 10] and removed == 2
 
 

@@ -25,6 +25,17 @@ def test_exact_dedup_normalises_case_punctuation_and_space():
                                                       "What is the capital of Spain?"]
 
 
+def test_align_data_and_the_pipelines_agree_on_what_a_duplicate_is():
+    from alignment.data import dedup
+
+    rows = [{"prompt": t} for t in ("A well-known fact.", "a well known fact", "e-mail me",
+                                    "email me", "Meet at 12:20!", "meet at 12 20")]
+    kept, removed = quality.exact_dedup(rows)
+    assert [r["prompt"] for r in kept] == ["A well-known fact.", "e-mail me", "email me",
+                                           "Meet at 12:20!"] and removed == 2
+    assert dedup(rows) == (kept, removed)
+
+
 def test_near_dedup_catches_small_edits_only():
     base = "please write a short story about a brave little robot who learns to paint"
     texts = [base, base + " today", "Please write a short story about a brave little robot "
@@ -55,8 +66,8 @@ def test_length_and_refusal_filters():
     rows = [sft("q1", "ok"), sft("q2", "A complete answer here."),
             sft("q3", "I'm sorry, but I cannot help with that."),
             sft("q4", "As an AI, I have no opinions."), sft("q5", "x" * 500)]
-    assert quality.length_filter(rows, min_chars=5)[1] == 1
-    assert quality.length_filter(rows, max_chars=100)[1] == 1
+    assert quality.response_length_filter(rows, min_chars=5)[1] == 1
+    assert quality.response_length_filter(rows, max_chars=100)[1] == 1
     kept, removed = quality.refusal_filter(rows)
     assert removed == 2
     assert [quality.prompt_text(r) for r in kept] == ["q1", "q2", "q5"]

@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 
 from alignment.data import (FORMATS, STRATEGIES, TARGETS, convert, dedup, detect_format,
-                            length_filter, ranked_to_pairs, read_rows, stats, write_card,
+                            prompt_length_filter, ranked_to_pairs, read_rows, stats, write_card,
                             write_rows)
 from alignment.data.formats import FAMILY, formats_table, normalise
 from alignment.errors import DataError
@@ -120,8 +120,8 @@ def _convert(src: str, dst: str, to: str, fmt: str | None, args: argparse.Namesp
     if getattr(args, "dedup", False):
         out, counts["duplicates_removed"] = dedup(out)
     if getattr(args, "min_chars", 0) or getattr(args, "max_chars", None) is not None:
-        out, counts["length_filtered"] = length_filter(out, min_chars=args.min_chars,
-                                                       max_chars=args.max_chars)
+        out, counts["length_filtered"] = prompt_length_filter(
+            out, min_chars=args.min_chars, max_chars=args.max_chars)
     counts.pop("source_format", None)
     counts["output_rows"] = len(out)
     if not out:

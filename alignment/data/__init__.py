@@ -8,7 +8,8 @@ Public API (other packages code against exactly these names):
   :func:`load_mixture` — read any format, convert, validate, return training data
 - :func:`ranked_to_pairs` — rankings -> preference pairs (see ``pairs.py``)
 - :func:`prompt_id` — the stable id of a prompt
-- :func:`dedup`, :func:`length_filter`, :func:`stats` — polars table work
+- :func:`normalised`, :func:`dedup`, :func:`prompt_length_filter`, :func:`stats` — polars
+  table work (``normalised`` is what every exact-duplicate check compares)
 
 Every bad input raises :class:`alignment.errors.DataError` naming file, row and field.
 """
@@ -21,7 +22,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alignment.data.filters import dedup, length_filter, stats
+from alignment.data.filters import dedup, normalised, prompt_length_filter, stats
 from alignment.data.formats import (FAMILY, FORMATS, TARGETS, convert, detect_format,
                                     prompt_id, validate_rows)
 from alignment.data.io import read_card, read_rows, write_card, write_rows
@@ -33,8 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAMILY", "FORMATS", "STRATEGIES", "TARGETS", "convert", "dedup", "detect_format",
-    "length_filter", "load_kto", "load_mixture", "load_preferences", "load_ranked",
-    "load_rows", "load_sft", "prompt_id", "ranked_to_pairs", "read_card", "read_rows",
+    "load_kto", "load_mixture", "load_preferences", "load_ranked",
+    "load_rows", "load_sft", "normalised", "prompt_id", "prompt_length_filter", "ranked_to_pairs", "read_card", "read_rows",
     "stats", "validate_rows", "write_card", "write_rows",
 ]
 

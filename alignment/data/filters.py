@@ -1,5 +1,8 @@
 """Table work with polars: exact dedup on normalised text, length filters, statistics.
 
+:func:`normalised` is the one definition of "the same text" for every exact-duplicate
+check, here and in the pipelines' quality filters (``pipelines/quality.py``).
+
 Each filter returns ``(kept_rows, removed_count)`` so the caller can record in the
 dataset card what every step removed. Rows stay plain dicts; polars only computes the
 keys and masks, which keeps nested columns (conversations) untouched.
@@ -8,6 +11,7 @@ keys and masks, which keeps nested columns (conversations) untouched.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import polars as pl
@@ -63,12 +67,18 @@ def _prompt_text(value: Any) -> str:
     return text_of(value)
 
 
-def normalised(texts: pl.Expr) -> pl.Expr:
-    """Lowercase, punctuation removed, whitespace collapsed: the key used for exact dedup."""
-    return (texts.str.to_lowercase()
-            .str.replace_all(r"[^\w\s]", "")
-            .str.replace_all(r"\s+", " ")
-            .str.strip_chars())
+def normalised(texts: Sequence[str] | pl.Series) -> pl.Series:
+    """Lower case, punctuation turned into spaces, whitespace collapsed.
+
+    Two texts are exact duplicates when these are equal (``align data --dedup`` and the
+    pipelines' ``--dedup`` alike), and n-grams are made of the words this leaves.
+    Punctuation becomes a space rather than nothing, so "well-known" and "well known"
+    agree, and "12:20" is two words, as an n-gram match needs.
+    """
+    series = texts if isinstance(texts, pl.Series) else pl.Series("t", list(texts),
+                                                                     dtype=pl.String)
+    return (series.str.to_lowercase()
+            .str.replace_all(r"[^\w\s]", " ").str.replace_all(r"\s+", " ").str.strip_chars())
 
 
 def dedup(rows: list[dict], column: str | None = None) -> tuple[list[dict], int]:
@@ -79,16 +89,16 @@ def dedup(rows: list[dict], column: str | None = None) -> tuple[list[dict], int]
     """
     if not rows:
         return rows, 0
-    frame = pl.DataFrame({"text": _texts(rows, column)}, schema={"text": pl.String})
-    first = (frame.with_row_index("i")
-             .with_columns(key=normalised(pl.col("text")))
-             .unique(subset="key", keep="first", maintain_order=True)["i"].to_list())
-    return [rows[i] for i in first], len(rows) - len(first)
+    first = normalised(_texts(rows, column)).is_first_distinct().to_list()
+    kept = [r for r, k in zip(rows, first) if k]
+    return kept, len(rows) - len(kept)
 
 
-def length_filter(rows: list[dict], column: str | None = None, min_chars: int = 0,
-                  max_chars: int | None = None) -> tuple[list[dict], int]:
-    """Keep rows whose text (as in :func:`dedup`) has ``min_chars`` to ``max_chars`` characters."""
+def prompt_length_filter(rows: list[dict], column: str | None = None, min_chars: int = 0,
+                         max_chars: int | None = None) -> tuple[list[dict], int]:
+    """Keep rows whose prompt (as in :func:`dedup`; ``column`` names another text) has
+    ``min_chars`` to ``max_chars`` characters. The pipelines' length filter measures each
+    response instead (``pipelines.quality.response_length_filter``)."""
     if not rows:
         return rows, 0
     lengths = pl.Series(_texts(rows, column), dtype=pl.String).str.len_chars()
