@@ -16,6 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
+from alignment.data import STRATEGIES
 from annotation import server as srv
 
 EPILOG = """\
@@ -75,8 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace")
     p.add_argument("--output", required=True, help="pairs file (TRL prompt/chosen/rejected)")
     p.add_argument("--report", help="folder for README.md, agreement.png, records.jsonl")
-    p.add_argument("--pairs", choices=("best-worst", "all"), default="best-worst",
-                   help="best vs worst per record, or every pair with different points")
+    p.add_argument("--pairs", choices=STRATEGIES, default="best-worst",
+                   help="as `align data pairs`: best vs worst per record, best vs a random "
+                        "lower one, or every pair with different points")
     p.add_argument("--min-annotators", type=int, default=1,
                    help="records with fewer submitted rankings give no pairs")
     _connection_args(p)

@@ -4,8 +4,9 @@ Every annotator's *submitted* response is read over the REST API (ranks sorted b
 ``rank``, never by list order). Per record the rankings are aggregated by Borda
 count and by majority of top choices; over the dataset we report Kendall's W,
 Krippendorff's alpha (ordinal) and the humans' agreement with the AI judge
-(Kendall's tau-b, and how often both pick the same best response). The aggregate
-ranking becomes TRL preference pairs that ``align dpo --dataset`` trains on.
+(Kendall's tau-b, and how often both pick the same best response). Each record's mean
+Borda points become a ranked row, paired by the data layer's ``ranked_to_pairs``, so
+human and AI rankings turn into TRL pairs (``align dpo --dataset``) by the same rules.
 """
 
 from __future__ import annotations
@@ -18,9 +19,6 @@ from alignment.errors import ConfigError
 from annotation import agreement as ag
 from annotation import records as rec
 from annotation.client import ArgillaClient, ArgillaError
-
-PAIR_STRATEGIES = ("best-worst", "all")
-
 
 @dataclass
 class PulledRecord:
@@ -150,34 +148,23 @@ def summary(records: list[PulledRecord]) -> dict:
     }
 
 
-def _turn(text: str, chat: bool):
-    return [{"role": "assistant", "content": text}] if chat else text
+def to_ranked(records: list[PulledRecord], min_annotators: int = 1) -> list[dict]:
+    """Ranked rows (docs/schemas.md) of the annotated records: each option's score is its
+    mean Borda points (``n_options - 1`` means every annotator ranked it first)."""
+    return [{"id": r.id, "prompt": r.prompt, "responses": r.responses,
+             "scores": [r.borda[o] / len(r.rankings) for o in r.options]}
+            for r in records if len(r.rankings) >= min_annotators and r.order]
 
 
 def to_pairs(records: list[PulledRecord], strategy: str = "best-worst",
-             min_annotators: int = 1) -> list[dict]:
-    """TRL pairs from the Borda order; options with equal points never pair."""
-    if strategy not in PAIR_STRATEGIES:
-        raise ConfigError(f"--pairs {strategy!r}: choose one of {PAIR_STRATEGIES}")
-    pairs = []
-    for r in records:
-        if len(r.rankings) < min_annotators or not r.order:
-            continue
-        chat = rec.is_chat(r.prompt)
-        text = dict(zip(r.options, r.responses))
-        if strategy == "best-worst":
-            candidates = [(r.order[0], r.order[-1])]
-        else:
-            candidates = [(a, b) for i, a in enumerate(r.order) for b in r.order[i + 1:]]
-        n = len(r.rankings)
-        for chosen, rejected in candidates:
-            if r.borda[chosen] <= r.borda[rejected]:
-                continue
-            pairs.append({"prompt": r.prompt, "chosen": _turn(text[chosen], chat),
-                          "rejected": _turn(text[rejected], chat), "id": r.id,
-                          # mean Borda points: n_options − 1 means every annotator ranked it first
-                          "score_chosen": r.borda[chosen] / n,
-                          "score_rejected": r.borda[rejected] / n})
+             min_annotators: int = 1, seed: int = 0) -> list[dict]:
+    """TRL pairs from the Borda points, by ``alignment.data.ranked_to_pairs``; options
+    with equal points never pair."""
+    from alignment.data import STRATEGIES, ranked_to_pairs
+
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"--pairs {strategy!r}: choose one of {STRATEGIES}")
+    pairs, _ = ranked_to_pairs(to_ranked(records, min_annotators), strategy, seed=seed)
     return pairs
 
 

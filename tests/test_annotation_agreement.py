@@ -82,3 +82,22 @@ def test_judge_ranks_from_scores_and_suggestion_record():
     assert "score" not in ranking  # one response has no score: no per-item scores
     assert ranking["agent"] == "my judge -v2--"
     assert rating["value"] == 5 and rating["score"] == pytest.approx(0.9)
+
+
+def test_human_rankings_pair_by_the_data_layers_rules():
+    from alignment.data import ranked_to_pairs
+    from annotation import pull
+
+    record = pull.PulledRecord(id="r1", prompt="p", responses=["a", "b", "c"], options=OPTS,
+                               rankings=dict(REC1), ratings={}, comments={},
+                               judge_ranks=None, judge_scores=[None] * 3)
+    pull.aggregate([record])
+    # points A 4, B 1, C 1: B and C tie for worst, and the first of them is the rejected
+    # one, as when AI scores tie (alignment.data.pairs)
+    pairs = pull.to_pairs([record])
+    assert [(p["chosen"], p["rejected"]) for p in pairs] == [("a", "b")]
+    assert (pairs[0]["score_chosen"], pairs[0]["score_rejected"]) == (2.0, 0.5)
+    ranked = pull.to_ranked([record])
+    for strategy in ("best-worst", "best-random", "all"):
+        assert pull.to_pairs([record], strategy) == ranked_to_pairs(ranked, strategy)[0]
+    assert pull.to_pairs([record], min_annotators=3) == []

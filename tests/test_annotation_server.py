@@ -210,9 +210,10 @@ def test_two_annotators_then_pull(argilla_server, tmp_path):
                          capture_output=True, text=True)
     assert cli.returncode == 0, cli.stderr
     pairs = [json.loads(line) for line in out.read_text().splitlines()]
-    # q001's Borda points all tie: no pair; q000: best response_1 vs worst
+    # q001's Borda points all tie: no pair; q000: best response_1 vs worst, where
+    # response_2 and response_3 tie and the first of them is taken (alignment.data.pairs)
     assert pairs == [{"prompt": rows[0]["prompt"], "chosen": rows[0]["responses"][0],
-                      "rejected": rows[0]["responses"][2], "id": "q000",
+                      "rejected": rows[0]["responses"][1], "id": "q000",
                       "score_chosen": 2.0, "score_rejected": 0.5}]
     from alignment.data import load_preferences
 
