@@ -170,3 +170,19 @@ def test_refuses_to_replace_a_folder_that_is_not_a_dataset(tmp_path):
     with pytest.raises(DataError, match="exists and is not a dataset folder"):
         write_rows([{"a": 1}], tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from alignment.data import write_rows
+
+    mask = os.umask(0o022)
+    try:
+        path = write_rows([{"prompt": "a", "chosen": "b", "rejected": "c"}], tmp_path / "p.jsonl")
+        folder = write_rows([{"prompt": "a", "chosen": "b", "rejected": "c"}], tmp_path / "ds")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
