@@ -358,6 +358,16 @@ def count_sentences(text: str) -> int:
     return len(sentences(text))
 
 
+_LAST_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s|$)")
+
+
+def whole_sentences(text: str) -> str | None:
+    """``text`` cut after its last complete sentence (what a token limit cut off mid-way
+    is dropped), layout kept; None when not one sentence is complete."""
+    ends = list(_LAST_END.finditer(text))
+    return text[:ends[-1].end()].rstrip() if ends else None
+
+
 def _whole_word(term: str) -> re.Pattern:
     return re.compile(r"(?<!\w)" + re.escape(term.strip()) + r"(?!\w)", re.IGNORECASE)
 

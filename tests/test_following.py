@@ -151,3 +151,15 @@ def test_length_controlled_win_rate_removes_a_length_preference():
     mixed = ["a", "b", "a", "a", "a", "a"] * 3
     assert length_controlled(mixed, trained, base)["win_rate_lc"] > 0.6
     assert length_controlled(["a"], ["x"], ["y"])["win_rate_lc"] is None
+
+
+def test_cut_off_answers_are_cut_back_to_whole_sentences():
+    from alignment.recipes.loop import _trimmed
+
+    assert verifiers.whole_sentences('One. Two is "here." Three and') == 'One. Two is "here."'
+    assert verifiers.whole_sentences("- a.\n- b.\n- c and") == "- a.\n- b."  # layout kept
+    assert verifiers.whole_sentences("no end in sight") is None
+    row = {"responses": ["Done. And the", "cut off", "Whole."], "truncated": [True, True, False]}
+    trimmed = _trimmed(row)
+    assert trimmed["responses"] == ["Done.", "cut off", "Whole."]
+    assert trimmed["truncated"] == [False, True, False] and trimmed["trimmed"] == [True, False, False]

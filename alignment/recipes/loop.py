@@ -12,7 +12,9 @@ those pairs; and the new policy is evaluated on the held-out prompts, greedy, ag
 the base measured the same way (follow rate per verifier with a paired bootstrap 95%
 interval, factual questions, judged win rate in both orders).
 
-Answers cut off by the token limit are never paired unless ``--keep-truncated``. With
+Answers cut off by the token limit are cut back to their last whole sentence
+(``--trim``, on by default; marked ``trimmed``) or, with ``--no-trim``, never paired
+unless ``--keep-truncated``. With
 ``--repair`` (on by default) a prompt none of whose answers pass gets a chosen answer all
 the same when its checks have a repair (``alignment.verifiers.REPAIRS``): the best answer,
 minimally edited to pass (lowercased, cut to whole sentences, quoted...), against the
@@ -70,7 +72,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repair", action=argparse.BooleanOptionalAction, default=True,
                    help="pair a repaired answer when no sampled answer passes (see above)")
     p.add_argument("--keep-truncated", action="store_true",
-                   help="also pair answers the token limit cut off")
+                   help="also pair answers the token limit cut off, as they are")
+    p.add_argument("--trim", action=argparse.BooleanOptionalAction, default=True,
+                   help="cut an answer the token limit cut off back to its last whole "
+                        "sentence, and score and pair it as such")
     p.add_argument("--judge", default=None,
                    help="AI judge mixed into the candidates' scores (rating-token "
                         "probabilities; e.g. qwen-judge); default: verifiers only")
@@ -225,6 +230,7 @@ def _score(rows: list[dict], args) -> tuple[list[dict], dict]:
                    for _ in r["responses"]] for r in rows]
     out = []
     for i, row in enumerate(rows):
+        row = _trimmed(row) if args.trim and not args.keep_truncated else row
         verdicts = [verifiers.score(row["verifiers"], a) for a in row["responses"]]
         scores = [v["score"] for v in verdicts]
         if judged is not None:
@@ -235,11 +241,26 @@ def _score(rows: list[dict], args) -> tuple[list[dict], dict]:
                     "verifier_results": [v["results"] for v in verdicts],
                     "judge": "verifiers" + (f"+{args.judge}" if args.judge else "")})
     info = {"judge": out[0]["judge"] if out else "verifiers",
+            "trimmed_to_whole_sentences": sum(sum(r.get("trimmed", [])) for r in out),
             "judge_weight": args.judge_weight if args.judge else 0.0,
             "responses": sum(len(r["responses"]) for r in out),
             "passing_all_checks": sum(sum(r["passed"]) for r in out),
             "no_verdict": sum(s is None for r in out for s in r["scores"])}
     return out, info
+
+
+def _trimmed(row: dict) -> dict:
+    """The row with each cut-off answer cut back to its last whole sentence, where it has
+    one: no longer truncated, marked ``trimmed``; its finish reason stays ``length``."""
+    from alignment.verifiers import whole_sentences
+
+    responses, truncated, trimmed = list(row["responses"]), list(row["truncated"]), []
+    for i, cut in enumerate(row["truncated"]):
+        short = whole_sentences(responses[i]) if cut else None
+        trimmed.append(short is not None)
+        if short is not None:
+            responses[i], truncated[i] = short, False
+    return {**row, "responses": responses, "truncated": truncated, "trimmed": trimmed}
 
 
 def make_pairs(rows: list[dict], margin: float = 0.25, repair: bool = True,
