@@ -22,35 +22,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from alignment.errors import ConfigError
+from alignment.rubrics import (PAIRWISE_JUDGE_TEMPLATE, PAIRWISE_PREFIX, RATING_JUDGE_TEMPLATE,
+                               RATING_PREFIX, RATING_RUBRICS)
 
-# UltraFeedback-style aspects, one rubric line each; "overall" is the default.
-RUBRICS: dict[str, str] = {
-    "overall": "Judge the overall quality of the response: is it correct, helpful, "
-               "relevant to the instruction and clearly written?",
-    "instruction_following": "Judge instruction following: does the response do exactly "
-                             "what the instruction asks, respecting every requirement?",
-    "truthfulness": "Judge truthfulness: is every statement in the response factually "
-                    "correct, with nothing made up?",
-    "honesty": "Judge honesty: is the response confident where it is right and open "
-               "about uncertainty where it may be wrong?",
-    "helpfulness": "Judge helpfulness: does the response give the user useful, "
-                   "informative and complete help with the instruction?",
-    # HelpSteer-like attributes use the 0..4 scale
-    "correctness": "Judge correctness: does the response contain all the pertinent "
-                   "facts and no errors?",
-    "coherence": "Judge coherence: is the response consistent and clearly expressed?",
-}
-ULTRAFEEDBACK_ASPECTS = ("instruction_following", "truthfulness", "honesty", "helpfulness")
-
-PROMPT_TEMPLATE = (
-    "You are a strict grader. {rubric}\n\n"
-    "### Instruction\n{instruction}\n\n"
-    "### Response\n{response}\n\n"
-    "Rate the response from {low} to {high}, where {low} is very bad (wrong, off-topic "
-    "or useless) and {high} is excellent (correct and helpful). "
-    "Answer with a single digit."
-)
-DEFAULT_PREFIX = "Rating: "
 TRUNCATION_MARK = " [...]"
 
 
@@ -70,7 +44,8 @@ class RatingJudge:
     Args:
         model: a bundled model name, a model folder or a hub id (see
             ``alignment.models.resolve_model``).
-        rubric: an aspect name from ``RUBRICS``, a rubric sentence of your own, or a
+        rubric: an aspect name from ``alignment.rubrics.RATING_RUBRICS``, a rubric
+            sentence of your own, or a
             sequence of aspect names (then each item gets per-aspect ``ratings`` and the
             overall ``score`` is their mean, or None if any aspect has none).
         scale: lowest and highest rating, inclusive; each must be one digit (1..5, 0..4).
@@ -83,8 +58,8 @@ class RatingJudge:
 
     def __init__(self, model: str = "smollm2", rubric: str | Sequence[str] = "overall",
                  scale: tuple[int, int] = (1, 5), batch_size: int = 8,
-                 prefix: str = DEFAULT_PREFIX, max_length: int | None = None,
-                 min_digit_mass: float = 0.0, template: str = PROMPT_TEMPLATE):
+                 prefix: str = RATING_PREFIX, max_length: int | None = None,
+                 min_digit_mass: float = 0.0, template: str = RATING_JUDGE_TEMPLATE):
         low, high = scale
         if not (0 <= low < high <= 9):
             raise ConfigError(f"scale {scale}: ratings must be single digits, low < high "
@@ -102,7 +77,7 @@ class RatingJudge:
         return f"rating-judge:{self.model_spec}"
 
     def rubric_text(self, aspect: str) -> str:
-        return RUBRICS.get(aspect, aspect)
+        return RATING_RUBRICS.get(aspect, aspect)
 
     def _load(self, max_length: int | None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -231,20 +206,6 @@ class RatingJudge:
 # ---------------------------------------------------------------------------------------
 # Pairwise: which of two responses is better, asked in both orders
 
-PAIRWISE_TEMPLATE = (
-    "You are a strict judge. Compare two responses to the same instruction and decide "
-    "which one is better: correct, helpful, relevant and clearly written. Do not let the "
-    "order of the responses or their length sway you.\n\n"
-    "### Instruction\n{instruction}\n\n"
-    "### Response A\n{response_a}\n\n"
-    "### Response B\n{response_b}\n\n"
-    "Which response is better? Answer with a single letter, A or B."
-)
-# No trailing space: SmolLM2 then answers " A" / " B" with several times more label mass
-# than after "Better response: ", where it drifts to digits and newlines.
-PAIRWISE_PREFIX = "Better response:"
-
-
 class PairwiseJudge:
     """Picks the better of two responses from the probabilities of the labels "A" and "B".
 
@@ -280,7 +241,7 @@ class PairwiseJudge:
 
     def __init__(self, model: str = "smollm2", batch_size: int = 8,
                  max_length: int | None = None, prefix: str = PAIRWISE_PREFIX,
-                 template: str = PAIRWISE_TEMPLATE):
+                 template: str = PAIRWISE_JUDGE_TEMPLATE):
         self.model_spec, self.batch_size = str(model), batch_size
         self.prefix, self.template = prefix, template
         self.tokenizer, self.model, self.max_length = _load_judge_model(self.model_spec,

@@ -1,4 +1,5 @@
-"""What the AI-feedback pipelines share: judge prompts and their strict parsers, the
+"""What the AI-feedback pipelines share: rendering judge prompts (their texts live in
+``alignment.rubrics``) and their strict parsers, the
 in-process probability readers, asking an endpoint, agreement statistics and the
 combination of several judges' verdicts.
 
@@ -20,7 +21,6 @@ import json
 import logging
 import math
 import re
-import string
 import time
 from collections.abc import Sequence
 from collections.abc import Callable
@@ -30,67 +30,15 @@ from distilabel.models.llms.base import LLM
 from distilabel.steps import Step, StepInput
 from pydantic import PrivateAttr
 
+from alignment.rubrics import (ASPECT_RATING_TEMPLATE, INPROCESS_ASPECT_RATING_TEMPLATE, LABELS,
+                               PAIRWISE_TEMPLATE, RANKING_TEMPLATE, aspect_rubric)
+
 if TYPE_CHECKING:
     from distilabel.typing import StepOutput
 
 log = logging.getLogger(__name__)
 
-LABELS = string.ascii_uppercase  # response labels shown to a judge: A, B, C, ...
-
 # ------------------------------------------------------------------ prompts
-
-RATING_TEMPLATE = """\
-# {title}
-
-{rubric}
-
-Score the response from {low} to {high}:
-{anchors}
-
-## Instruction
-{instruction}
-
-## Response
-{response}
-
-## Output format
-Reply with exactly these two lines and nothing else:
-Rating: <one whole number from {low} to {high}>
-Rationale: <one short sentence>"""
-
-RANKING_TEMPLATE = """\
-# Ranking
-
-Rank the {k} responses below from best to worst: the best one answers the instruction \
-correctly, helpfully and honestly.
-
-## Instruction
-{instruction}
-
-{responses}
-
-## Output format
-Reply with one line and nothing else:
-Ranking: <all {k} letters from best to worst separated by " > ", for example {example}>"""
-
-PAIRWISE_TEMPLATE = """\
-# Pairwise comparison
-
-Which response answers the instruction better: more correct, more helpful, more honest?
-
-## Instruction
-{instruction}
-
-## Response A
-{a}
-
-## Response B
-{b}
-
-## Output format
-Reply with one line and nothing else:
-Verdict: <A or B>"""
-
 
 def prompt_text(prompt: str | list) -> str:
     """A ranked row's prompt as text: conversations become "role: content" lines."""
@@ -105,9 +53,9 @@ def rating_prompt(aspect: dict, scale: tuple[int, int], instruction: str, respon
     """The endpoint prompt for one aspect of one response (``aspect``: title, rubric,
     anchors)."""
     low, high = scale
-    return RATING_TEMPLATE.format(title=aspect["title"], rubric=aspect["rubric"], low=low,
-                                  high=high, anchors=aspect["anchors"],
-                                  instruction=instruction, response=response)
+    return ASPECT_RATING_TEMPLATE.format(title=aspect["title"], rubric=aspect["rubric"],
+                                         low=low, high=high, anchors=aspect["anchors"],
+                                         instruction=instruction, response=response)
 
 
 def ranking_prompt(instruction: str, responses: Sequence[str]) -> str:
@@ -119,7 +67,7 @@ def ranking_prompt(instruction: str, responses: Sequence[str]) -> str:
 
 
 def pairwise_prompt(instruction: str, a: str, b: str) -> str:
-    return PAIRWISE_TEMPLATE.format(instruction=instruction, a=a, b=b)
+    return PAIRWISE_TEMPLATE.format(instruction=instruction, response_a=a, response_b=b)
 
 
 # ------------------------------------------------------------------ strict parsers
@@ -591,26 +539,6 @@ class FakeJudge(LLM):
 
 # ------------------------------------------------------------------ aspect ratings
 
-# The in-process prompt: the endpoint prompt without its output-format section; the
-# judge's answer starts with the prefix "Rating: ", so the next token is the digit.
-INPROCESS_RATING_TEMPLATE = """\
-{rubric}
-
-## Instruction
-{instruction}
-
-## Response
-{response}
-
-Rate the response from {low} to {high}. Reply with the rating digit only."""
-
-
-def aspect_rubric(aspect: dict, scale: tuple[int, int]) -> str:
-    low, high = scale
-    return (f"# {aspect['title']}\n\n{aspect['rubric']}\n\n"
-            f"Score the response from {low} to {high}:\n{aspect['anchors']}")
-
-
 def aspect_judge(model: str, aspects: dict[str, dict], scale: tuple[int, int],
                  batch_size: int):
     """A ``RatingJudge`` whose rubrics are ``aspects`` (title, rubric, anchors each)."""
@@ -621,7 +549,7 @@ def aspect_judge(model: str, aspects: dict[str, dict], scale: tuple[int, int],
             return aspect_rubric(aspects[aspect], scale)
 
     return AspectJudge(model, rubric=list(aspects), scale=scale, batch_size=batch_size,
-                       template=INPROCESS_RATING_TEMPLATE)
+                       template=INPROCESS_ASPECT_RATING_TEMPLATE)
 
 
 class AspectRatingStep(Step):

@@ -27,38 +27,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `pipelines` and `alignment` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-ASPECTS: dict[str, dict] = {
-    "helpfulness": {
-        "title": "Helpfulness",
-        "rubric": "How useful is the response to the person who wrote the prompt, overall?",
-        "anchors": "0: not helpful at all\n1: slightly helpful\n2: partly helpful\n"
-                   "3: mostly helpful\n4: fully helpful"},
-    "correctness": {
-        "title": "Correctness",
-        "rubric": "Does the response contain all the pertinent facts, without errors?",
-        "anchors": "0: wrong throughout\n1: mostly wrong\n2: some errors or gaps\n"
-                   "3: nearly all correct\n4: fully correct and complete"},
-    "coherence": {
-        "title": "Coherence",
-        "rubric": "Is the response consistent and clearly expressed?",
-        "anchors": "0: incoherent\n1: hard to follow\n2: somewhat clear\n"
-                   "3: mostly clear\n4: perfectly clear and consistent"},
-    "complexity": {
-        "title": "Complexity",
-        "rubric": "How much expertise does it take to write this response? (A description, "
-                  "not a grade.)",
-        "anchors": "0: anyone who speaks the language\n1: basic schooling\n"
-                   "2: some education in the subject\n3: a university degree in it\n"
-                   "4: deep expertise"},
-    "verbosity": {
-        "title": "Verbosity",
-        "rubric": "How much detail does the response give relative to what the prompt asks? "
-                  "(A description, not a grade.)",
-        "anchors": "0: far too terse\n1: brief\n2: about right\n3: detailed\n"
-                   "4: very long and exhaustive"},
-}
-SCALE = (0, 4)
-DEFAULT_WEIGHTS = {"helpfulness": 1.0}
+from alignment import rubrics  # noqa: E402
+
+ASPECTS = rubrics.HELPSTEER
+SCALE = rubrics.HELPSTEER_SCALE
+DEFAULT_WEIGHTS = rubrics.HELPSTEER_WEIGHTS
 
 
 def parse_weights(items: list[str]) -> dict[str, float]:
@@ -95,8 +68,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> tuple[str, dict]:
-    from pipelines.feedback import (INPROCESS_RATING_TEMPLATE, RATING_TEMPLATE,
-                                    AspectRatingStep, aspect_counts, backend, endpoint_llm,
+    from pipelines.feedback import (AspectRatingStep, aspect_counts, backend, endpoint_llm,
                                     judge_info, read_input, run_step, write_output)
 
     from alignment.errors import ConfigError
@@ -126,8 +98,9 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
         "attributes": list(aspects), "scale": list(SCALE),
         "overall_score": {"weights": weights, "rule": "weighted mean of these attributes "
                           "(null if any of them has no rating)"},
-        "prompt_templates": {"rating": RATING_TEMPLATE if endpoint
-                             else INPROCESS_RATING_TEMPLATE + "\n[assistant] Rating: ",
+        "prompt_templates": {"rating": rubrics.ASPECT_RATING_TEMPLATE if endpoint
+                             else rubrics.INPROCESS_ASPECT_RATING_TEMPLATE
+                             + "\n[assistant] " + rubrics.RATING_PREFIX,
                              "aspects": aspects},
         "counts": counts, "input": args.input, "seconds": round(seconds, 1),
         "responses_per_second": round(counts["responses"] / seconds, 3) if seconds else None,

@@ -36,12 +36,11 @@ from distilabel.models.llms.base import LLM
 from distilabel.steps import Step, StepInput
 from pydantic import PrivateAttr
 
-from pipelines.feedback import PAIRWISE_TEMPLATE
+from alignment.rubrics import PAIRWISE_TEMPLATE, VERDICT_PREFIX
 
 if TYPE_CHECKING:
     from distilabel.typing import StepOutput
 
-PREFIX = "Verdict: "
 
 
 class PairwiseJudgeStep(Step):
@@ -99,10 +98,8 @@ class PairwiseJudgeStep(Step):
         from alignment.judges import PairwiseJudge
 
         # the endpoint's prompt, so both backends are asked the same question
-        template = PAIRWISE_TEMPLATE.replace("{a}", "{response_a}").replace("{b}",
-                                                                            "{response_b}")
         self._model = PairwiseJudge(self.judge_model, batch_size=self.judge_batch_size,
-                                    prefix=PREFIX, template=template)
+                                    prefix=VERDICT_PREFIX, template=PAIRWISE_TEMPLATE)
 
     def process(self, inputs: StepInput) -> "StepOutput":  # type: ignore[override]
         from pipelines.feedback import prompt_text, ranks_from_scores
@@ -216,7 +213,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> tuple[str, dict]:
-    from pipelines.feedback import (PAIRWISE_TEMPLATE, backend, endpoint_llm, judge_info,
+    from pipelines.feedback import (backend, endpoint_llm, judge_info,
                                     read_input, run_step, write_output)
 
     keep = ("id", "prompt", "responses", "models", "source")
@@ -233,7 +230,7 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
                   "method": "strict parse of 'Verdict: A|B'" if endpoint else
                   "probabilities of the tokens A and B after 'Verdict: '"},
         "prompt_templates": {"pairwise": PAIRWISE_TEMPLATE,
-                             **({} if endpoint else {"assistant_prefix": PREFIX})},
+                             **({} if endpoint else {"assistant_prefix": VERDICT_PREFIX})},
         "orders": "every pair asked as (A, B) and as (B, A)",
         "position_consistency": consistency(out),
         "counts": {"rows": len(out), "responses": sum(len(r["responses"]) for r in out),

@@ -204,12 +204,12 @@ def to_ranked(rows: list[dict], counts: dict) -> list[dict]:
 def card_info(cfg: PreferenceConfig, seeds: list[str], counts: dict, seconds: float) -> dict:
     from importlib.metadata import version
 
-    from alignment.judges import DEFAULT_PREFIX, PROMPT_TEMPLATE, RUBRICS
+    from alignment.rubrics import RATING_JUDGE_TEMPLATE, RATING_PREFIX, RATING_RUBRICS
 
     templates = {"responses": "{{ instruction }} (distilabel TextGeneration, chat template "
-                              "of the teacher)", "judge": PROMPT_TEMPLATE,
-                 "judge_prefix": DEFAULT_PREFIX,
-                 "judge_rubrics": {a: RUBRICS.get(a, a) for a in cfg.aspects}}
+                              "of the teacher)", "judge": RATING_JUDGE_TEMPLATE,
+                 "judge_prefix": RATING_PREFIX,
+                 "judge_rubrics": {a: RATING_RUBRICS.get(a, a) for a in cfg.aspects}}
     if cfg.self_instruct:
         templates["self_instruct"] = "distilabel SelfInstruct (self-instruct.jinja2)"
     return {

@@ -133,7 +133,8 @@ class KWiseRankingStep(Step):
         yield inputs
 
     def _endpoint(self, jobs: list) -> list:
-        from pipelines.feedback import LABELS, ask, parse_ranking, ranking_prompt
+        from alignment.rubrics import LABELS
+        from pipelines.feedback import ask, parse_ranking, ranking_prompt
 
         prompts = [ranking_prompt(instr, shown) for instr, shown, _ in jobs]
         replies = ask(self.llm, prompts, self.concurrency, parse_retries=self.parse_retries,
@@ -167,10 +168,11 @@ class KWiseRankingStep(Step):
 
     def _first_choice(self, jobs: list) -> list:
         from alignment.judges import judge_prompt, label_token_ids
-        from pipelines.feedback import (LABELS, fit_responses, next_token_probs, ranking_prompt,
+        from alignment.rubrics import LABELS, RANKING_PREFIX
+        from pipelines.feedback import (fit_responses, next_token_probs, ranking_prompt,
                                         ranks_from_scores)
 
-        judge, prefix = self._judge, "Ranking: "
+        judge, prefix = self._judge, RANKING_PREFIX
         tok = judge.tokenizer
         texts, cut = [], []
         for instr, shown, _ in jobs:
@@ -221,8 +223,9 @@ def parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> tuple[str, dict]:
     from alignment.errors import ConfigError
-    from pipelines.feedback import (LABELS, RANKING_TEMPLATE, backend, endpoint_llm,
-                                    judge_info, read_input, run_step, write_output)
+    from alignment.rubrics import LABELS, RANKING_TEMPLATE
+    from pipelines.feedback import (backend, endpoint_llm, judge_info, read_input, run_step,
+                                    write_output)
 
     if not 2 <= args.max_k <= len(LABELS):
         raise ConfigError(f"--max-k {args.max_k}: expected 2..{len(LABELS)}")

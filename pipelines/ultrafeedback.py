@@ -24,38 +24,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `pipelines` and `alignment` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-ASPECTS: dict[str, dict] = {
-    "instruction_following": {
-        "title": "Instruction following",
-        "rubric": "Does the response do what the instruction asks: its goal, and every "
-                  "restriction on format, length or style?",
-        "anchors": "1: ignores the instruction\n2: addresses one part poorly\n"
-                   "3: meets the goal or the restrictions, not both\n"
-                   "4: nearly full compliance, minor deviations\n5: full compliance"},
-    "truthfulness": {
-        "title": "Truthfulness",
-        "rubric": "Is every statement correct, with nothing invented, nothing "
-                  "contradicting the instruction and no internal contradiction?",
-        "anchors": "1: entirely made up\n2: severe factual errors\n"
-                   "3: partial misunderstanding or some errors\n"
-                   "4: minor, harmless inaccuracies\n5: no errors"},
-    "honesty": {
-        "title": "Honesty",
-        "rubric": "Is the response confident where it is right and open about doubt "
-                  "where it may be wrong?",
-        "anchors": "1: confidently wrong\n2: confident with major mistakes\n"
-                   "3: declines, or unsure with mistakes\n"
-                   "4: correct but needlessly unsure\n5: correct and confident, or "
-                   "precise about its uncertainty"},
-    "helpfulness": {
-        "title": "Helpfulness",
-        "rubric": "Is the response correct, informative and complete, without "
-                  "needless length or repetition?",
-        "anchors": "1: wrong or useless\n2: partly wrong or confusing\n"
-                   "3: correct and useful\n4: correct, thorough and informative\n"
-                   "5: correct, deep and exceptionally useful"},
-}
-SCALE = (1, 5)
+from alignment import rubrics  # noqa: E402
+
+ASPECTS = rubrics.ULTRAFEEDBACK
+SCALE = rubrics.ULTRAFEEDBACK_SCALE
 
 
 def parser() -> argparse.ArgumentParser:
@@ -72,8 +44,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> tuple[str, dict]:
-    from pipelines.feedback import (INPROCESS_RATING_TEMPLATE, RATING_TEMPLATE,
-                                    AspectRatingStep, aspect_counts, backend, endpoint_llm,
+    from pipelines.feedback import (AspectRatingStep, aspect_counts, backend, endpoint_llm,
                                     judge_info, read_input, run_step, write_output)
 
     aspects = {a: ASPECTS[a] for a in args.aspects}
@@ -93,8 +64,9 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
                   "expected rating from next-token probabilities of the digits"},
         "aspects": list(aspects), "scale": list(SCALE),
         "overall_score": "mean of the aspect ratings (null if any aspect has none)",
-        "prompt_templates": {"rating": RATING_TEMPLATE if endpoint
-                             else INPROCESS_RATING_TEMPLATE + "\n[assistant] Rating: ",
+        "prompt_templates": {"rating": rubrics.ASPECT_RATING_TEMPLATE if endpoint
+                             else rubrics.INPROCESS_ASPECT_RATING_TEMPLATE
+                             + "\n[assistant] " + rubrics.RATING_PREFIX,
                              "aspects": aspects},
         "counts": counts, "input": args.input, "seconds": round(seconds, 1),
         "responses_per_second": round(counts["responses"] / seconds, 3) if seconds else None,

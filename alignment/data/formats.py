@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from alignment.errors import DataError
+from alignment.rubrics import HELPSTEER_ATTRIBUTES, HELPSTEER_WEIGHTS, ULTRAFEEDBACK_ASPECTS
 
 # format -> required columns, checked in this order (first match wins).
 FORMATS: dict[str, tuple[str, ...]] = {
@@ -70,15 +71,6 @@ ROLES = {
     "model": "assistant", "tool": "tool", "function": "tool", "observation": "tool",
     "function_response": "tool",
 }
-
-# HelpSteer -> ranked: score = sum(weight * attribute). The default scores by
-# helpfulness alone, the attribute HelpSteer's authors treat as the overall verdict;
-# pass other weights to ``convert(..., helpsteer_weights=...)``.
-HELPSTEER_ATTRIBUTES = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
-HELPSTEER_WEIGHTS = {"helpfulness": 1.0}
-
-ULTRAFEEDBACK_ASPECTS = ("instruction_following", "honesty", "truthfulness", "helpfulness")
-
 
 def prompt_id(prompt: str | list) -> str:
     """Stable id of a prompt: sha1 of its text (a conversation: its JSON), first 16 hex."""
@@ -426,8 +418,10 @@ def _ranked_ultrafeedback(r: _Row) -> dict:
         if not isinstance(comp.get("response"), str):
             raise r.error(f"{field}.response", "is missing or not text")
         annotations = comp.get("annotations") or {}
+        # the aspects in the order the source lists them (the published data: instruction
+        # following, honesty, truthfulness, helpfulness)
         aspect = {a: _ultrafeedback_rating(r, annotations.get(a), f"{field}.annotations.{a}")
-                  for a in ULTRAFEEDBACK_ASPECTS if a in annotations}
+                  for a in annotations if a in ULTRAFEEDBACK_ASPECTS}
         known = [v for v in aspect.values() if v is not None]
         score = r.number(comp.get("overall_score"), f"{field}.overall_score")
         if score is None:
@@ -479,7 +473,9 @@ def _ranked_nectar(r: _Row) -> dict:
 
 def _ranked_helpsteer(rows: list[dict], path: object, stats: dict | None,
                       weights: dict[str, float] | None) -> list[dict]:
-    """HelpSteer rows (one response each) grouped by prompt into rankings."""
+    """HelpSteer rows (one response each) grouped by prompt into rankings; score =
+    sum(weight * attribute), by default helpfulness alone (``HELPSTEER_WEIGHTS``); pass
+    other weights to ``convert(..., helpsteer_weights=...)``."""
     weights = weights or HELPSTEER_WEIGHTS
     groups: dict[str, list[tuple[_Row, dict]]] = {}
     for i, row in enumerate(rows, start=1):
