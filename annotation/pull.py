@@ -15,8 +15,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alignment import agreement
 from alignment.errors import ConfigError
-from annotation import agreement as ag
+from annotation import aggregation as ag
 from annotation import records as rec
 from annotation.client import ArgillaClient, ArgillaError
 
@@ -106,11 +107,11 @@ def aggregate(records: list[PulledRecord]) -> None:
         r.borda = ag.borda(rankings, r.options)
         r.order = ag.order_by_points(r.borda, r.options)
         r.majority, r.majority_absolute, _ = ag.majority(rankings, r.options)
-        r.kendall_w = ag.kendall_w(rankings, r.options)
+        r.kendall_w = agreement.kendall_w(rankings, r.options)
         if r.judge_ranks:
             # tau between human points (higher better) and judge ranks negated (same sense)
-            r.tau_judge = ag.kendall_tau([r.borda[o] for o in r.options],
-                                         [-r.judge_ranks[o] for o in r.options])
+            r.tau_judge = agreement.kendall_tau([r.borda[o] for o in r.options],
+                                                [-r.judge_ranks[o] for o in r.options])
 
 
 def _unique_best(values: dict, higher: bool) -> str | None:
@@ -138,7 +139,7 @@ def summary(records: list[PulledRecord]) -> dict:
         "discarded_responses": sum(r.discarded for r in records),
         "records_with_2plus": sum(len(r.rankings) >= 2 for r in records),
         "kendall_w_mean": ag.mean(r.kendall_w for r in annotated),
-        "krippendorff_alpha_ordinal": ag.krippendorff_alpha(
+        "krippendorff_alpha_ordinal": agreement.krippendorff_alpha(
             [(r.options, r.rankings) for r in annotated], annotators),
         "tau_human_vs_judge_mean": ag.mean(r.tau_judge for r in annotated),
         "judge_best_agrees": (sum(same_best) / len(same_best)) if same_best else None,

@@ -74,7 +74,8 @@ def combine(datasets: list[list[dict]], method: str = "mean",
 
     ``weights``: one per dataset (default all 1), for the mean and the majority vote."""
     from alignment.errors import ConfigError
-    from pipelines.feedback import agreement, ranks_from_scores
+    from alignment.agreement import judge_agreement
+    from pipelines.feedback import ranks_from_scores
 
     if len(datasets) < 2:
         raise ConfigError("combine needs at least two judged datasets")
@@ -120,7 +121,7 @@ def combine(datasets: list[list[dict]], method: str = "mean",
     judged = {n: per_judge[j] for j, n in enumerate(names)}
     info = {"method": method, "normalize": normalize, "judges": names,
             "weights": dict(zip(names, weights)), "counts": counts,
-            "agreement": agreement(judged) if out else None}
+            "agreement": judge_agreement(judged) if out else None}
     return out, info
 
 

@@ -1,7 +1,6 @@
 """What the AI-feedback pipelines share: rendering judge prompts (their texts live in
 ``alignment.rubrics``) and their strict parsers, the
-in-process probability readers, asking an endpoint, agreement statistics and the
-combination of several judges' verdicts.
+in-process probability readers, asking an endpoint, and running a judging step.
 
 Two ways to get a verdict, one rule for failures:
 
@@ -19,7 +18,6 @@ Two ways to get a verdict, one rule for failures:
 import argparse
 import json
 import logging
-import math
 import re
 import time
 from collections.abc import Sequence
@@ -385,103 +383,6 @@ def ranks_from_scores(scores: Sequence[float | None]) -> list[int | None]:
     known = sorted({s for s in scores if s is not None}, reverse=True)
     better = {s: sum(1 for t in scores if t is not None and t > s) for s in known}
     return [None if s is None else better[s] + 1 for s in scores]
-
-
-# ------------------------------------------------------------------ agreement
-
-def cohen_kappa(a: Sequence[int], b: Sequence[int], weights: str | None = "quadratic") -> float:
-    """Cohen's kappa of two raters' integer ratings; ``weights``: None, "linear" or
-    "quadratic" (disagreements cost their distance, or its square)."""
-    if len(a) != len(b) or not a:
-        raise ValueError("kappa needs two equally long, non-empty rating lists")
-    cats = sorted(set(a) | set(b))
-    if len(cats) == 1:
-        return 1.0  # both raters gave one and the same rating everywhere
-    idx = {c: i for i, c in enumerate(cats)}
-    n, k = len(a), len(cats)
-    obs = [[0.0] * k for _ in range(k)]
-    for x, y in zip(a, b):
-        obs[idx[x]][idx[y]] += 1 / n
-    pa = [sum(row) for row in obs]
-    pb = [sum(obs[i][j] for i in range(k)) for j in range(k)]
-    span = cats[-1] - cats[0]
-
-    def cost(i: int, j: int) -> float:
-        if weights is None:
-            return float(i != j)
-        d = abs(cats[i] - cats[j]) / span
-        return d if weights == "linear" else d * d
-
-    observed = sum(cost(i, j) * obs[i][j] for i in range(k) for j in range(k))
-    expected = sum(cost(i, j) * pa[i] * pb[j] for i in range(k) for j in range(k))
-    return 1.0 - observed / expected if expected > 0 else 1.0
-
-
-def fleiss_kappa(ratings: Sequence[Sequence[int]]) -> float:
-    """Fleiss' kappa: ``ratings[item]`` holds every rater's category for that item."""
-    cats = sorted({c for item in ratings for c in item})
-    if len(cats) < 2:
-        return 1.0
-    n = len(ratings[0])
-    if n < 2 or any(len(item) != n for item in ratings):
-        raise ValueError("Fleiss' kappa needs the same number (>= 2) of raters per item")
-    counts = [[item.count(c) for c in cats] for item in ratings]
-    p_item = [(sum(x * x for x in row) - n) / (n * (n - 1)) for row in counts]
-    p_cat = [sum(row[j] for row in counts) / (len(ratings) * n) for j in range(len(cats))]
-    p_bar, p_exp = sum(p_item) / len(p_item), sum(p * p for p in p_cat)
-    return (p_bar - p_exp) / (1 - p_exp) if p_exp < 1 else 1.0
-
-
-def mean_kendall_tau(a: Sequence[Sequence[float | None]],
-                     b: Sequence[Sequence[float | None]]) -> tuple[float | None, int]:
-    """Mean Kendall tau-b between two judges' scores of each row's responses (rows where
-    either judge left fewer than two responses scored, or tau is undefined, are
-    skipped); returns (mean tau, rows used)."""
-    from scipy.stats import kendalltau
-
-    taus = []
-    for xs, ys in zip(a, b):
-        both = [(x, y) for x, y in zip(xs, ys) if x is not None and y is not None]
-        if len(both) < 2:
-            continue
-        tau = kendalltau([x for x, _ in both], [y for _, y in both]).statistic
-        if tau is not None and not math.isnan(tau):
-            taus.append(float(tau))
-    return (sum(taus) / len(taus) if taus else None), len(taus)
-
-
-def agreement(judges: dict[str, list[list[float | None]]]) -> dict:
-    """Agreement of several judges' scores over the same rows and responses.
-
-    Kappa is computed on scores rounded to whole numbers (meaningful when the judges
-    share a rating scale), over the responses every judge scored; Kendall's tau on
-    each row's ranking of its responses."""
-    names = list(judges)
-    flat = [[s for row in judges[n] for s in row] for n in names]
-    common = [i for i in range(len(flat[0])) if all(f[i] is not None for f in flat)]
-    rounded = [[int(round(f[i])) for i in common] for f in flat]
-    pairs = {}
-    for x in range(len(names)):
-        for y in range(x + 1, len(names)):
-            tau, used = mean_kendall_tau(judges[names[x]], judges[names[y]])
-            pairs[f"{names[x]} vs {names[y]}"] = {
-                "weighted_kappa": round(cohen_kappa(rounded[x], rounded[y]), 4)
-                if common else None,
-                "kendall_tau": None if tau is None else round(tau, 4), "rows_for_tau": used}
-    out: dict[str, Any] = {"judges": names, "responses_scored_by_all": len(common),
-                           "pairwise": pairs}
-    if len(names) == 2:
-        only = next(iter(pairs.values()))
-        out.update(weighted_kappa=only["weighted_kappa"], kendall_tau=only["kendall_tau"])
-    else:
-        kappas = [p["weighted_kappa"] for p in pairs.values() if p["weighted_kappa"] is not None]
-        taus = [p["kendall_tau"] for p in pairs.values() if p["kendall_tau"] is not None]
-        out.update(
-            fleiss_kappa=round(fleiss_kappa([[r[i] for r in rounded]
-                                             for i in range(len(common))]), 4) if common else None,
-            mean_pairwise_weighted_kappa=round(sum(kappas) / len(kappas), 4) if kappas else None,
-            mean_pairwise_kendall_tau=round(sum(taus) / len(taus), 4) if taus else None)
-    return out
 
 
 # ------------------------------------------------------------------ the fake judge

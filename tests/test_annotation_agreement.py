@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from annotation import agreement as ag
+from alignment import agreement
+from annotation import aggregation as ag
 from annotation.records import judge_ranks, to_record
 
 OPTS = ["A", "B", "C"]
@@ -35,14 +36,14 @@ def test_majority_of_top_choices():
 
 def test_kendall_w_by_hand():
     # rank sums A=2, B=5, C=5; mean 4; S = 4 + 1 + 1 = 6; W = 12*6 / (2^2 * (27 - 3)) = 0.75
-    assert ag.kendall_w(list(REC1.values()), OPTS) == pytest.approx(0.75)
+    assert agreement.kendall_w(list(REC1.values()), OPTS) == pytest.approx(0.75)
     # sums 4, 4, 4: S = 0
-    assert ag.kendall_w(list(REC2.values()), OPTS) == pytest.approx(0.0)
-    assert ag.kendall_w([REC1["alice"]], OPTS) is None
+    assert agreement.kendall_w(list(REC2.values()), OPTS) == pytest.approx(0.0)
+    assert agreement.kendall_w([REC1["alice"]], OPTS) is None
     # ties: mid-ranks (1.5, 1.5, 3) and (1, 2, 3): sums 2.5, 3.5, 6, mean 4, S = 6.5;
     # T = 2^3 - 2 = 6; W = 12*6.5 / (4*24 - 2*6) = 78 / 84
     tied = [{"A": 1, "B": 1, "C": 3}, {"A": 1, "B": 2, "C": 3}]
-    assert ag.kendall_w(tied, OPTS) == pytest.approx(78 / 84)
+    assert agreement.kendall_w(tied, OPTS) == pytest.approx(78 / 84)
 
 
 def test_krippendorff_alpha_ordinal_by_hand():
@@ -52,19 +53,35 @@ def test_krippendorff_alpha_ordinal_by_hand():
     # D_o = (4*16 + 4*64) / 12. Expected: D_e = 2*(16*16 + 16*16 + 16*64) / (12*11).
     # alpha = 1 - D_o/D_e = 1 - 55/48 = -7/48.
     records = [(OPTS, REC1), (OPTS, REC2)]
-    assert ag.krippendorff_alpha(records, ["alice", "bob"]) == pytest.approx(-7 / 48)
-    assert ag.krippendorff_alpha([(OPTS, {"alice": REC1["alice"]})], ["alice"]) is None
+    assert agreement.krippendorff_alpha(records, ["alice", "bob"]) == pytest.approx(-7 / 48)
+    assert agreement.krippendorff_alpha([(OPTS, {"alice": REC1["alice"]})], ["alice"]) is None
     same = {"alice": REC1["alice"], "bob": REC1["alice"]}
-    assert ag.krippendorff_alpha([(OPTS, same)], ["alice", "bob"]) == pytest.approx(1.0)
+    assert agreement.krippendorff_alpha([(OPTS, same)], ["alice", "bob"]) == pytest.approx(1.0)
 
 
 def test_kendall_tau_b_by_hand():
     # human points A4 B1 C1 vs judge ranks A1 B3 C2 (negated: higher is better):
     # (A,B) concordant, (A,C) concordant, (B,C) tied in points: n_c=2, n_d=0, t_a=1
     # tau_b = 2 / sqrt(3 * 2)
-    assert ag.kendall_tau([4, 1, 1], [-1, -3, -2]) == pytest.approx(2 / math.sqrt(6))
-    assert ag.kendall_tau([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
-    assert ag.kendall_tau([2, 2, 2], [1, 2, 3]) is None
+    assert agreement.kendall_tau([4, 1, 1], [-1, -3, -2]) == pytest.approx(2 / math.sqrt(6))
+    assert agreement.kendall_tau([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert agreement.kendall_tau([2, 2, 2], [1, 2, 3]) is None
+
+
+def test_annotators_and_judges_get_the_same_tau():
+    # `align annotate pull` (human points vs judge ranks) and `align generate combine`
+    # (judge vs judge, per row) measure with one function
+    from annotation import pull
+
+    points, judge = [4, 1, 1], [-1, -3, -2]
+    record = pull.PulledRecord(
+        id="r", prompt="p", responses=["a", "b", "c"], options=OPTS, rankings=dict(REC1),
+        ratings={}, comments={}, judge_ranks={"A": 1, "B": 3, "C": 2},
+        judge_scores=[None] * 3)
+    pull.aggregate([record])
+    combined = agreement.judge_agreement({"humans": [points], "judge": [judge]})
+    assert record.tau_judge == agreement.kendall_tau(points, judge)
+    assert combined["kendall_tau"] == round(record.tau_judge, 4) == round(2 / math.sqrt(6), 4)
 
 
 def test_judge_ranks_from_scores_and_suggestion_record():

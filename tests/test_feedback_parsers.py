@@ -2,9 +2,8 @@
 
 import pytest
 
-from pipelines.feedback import (agreement, cohen_kappa, fleiss_kappa, mean_kendall_tau,
-                                parse_rating, parse_ranking, parse_verdict,
-                                ranks_from_scores)
+from alignment.agreement import cohen_kappa, fleiss_kappa, judge_agreement, mean_kendall_tau
+from pipelines.feedback import parse_rating, parse_ranking, parse_verdict, ranks_from_scores
 from pipelines.pairwise import consistency, pair_scores
 from pipelines.ranking import _original, shown_order
 
@@ -89,9 +88,9 @@ def test_kendall_tau_per_row_skips_rows_without_two_scores():
 
 
 def test_agreement_two_and_three_judges():
-    two = agreement({"a": [[1, 2, 3]], "b": [[1, 2, 3]]})
+    two = judge_agreement({"a": [[1, 2, 3]], "b": [[1, 2, 3]]})
     assert two["weighted_kappa"] == 1.0 and two["kendall_tau"] == 1.0
-    three = agreement({"a": [[1, 2, 3]], "b": [[1, 2, 3]], "c": [[3, 2, 1]]})
+    three = judge_agreement({"a": [[1, 2, 3]], "b": [[1, 2, 3]], "c": [[3, 2, 1]]})
     # a and b agree, c reverses them: taus +1, -1, -1; Fleiss over items (1,1,3), (2,2,2),
     # (3,3,1) by the formula in test_fleiss_kappa_by_hand
     assert three["mean_pairwise_kendall_tau"] == pytest.approx(-1 / 3, abs=1e-4)
