@@ -100,3 +100,18 @@ def test_an_unknown_key_is_refused_naming_file_and_key(tmp_path):
     bad.write_text((RECIPES_DIR / "tiny_smoke.yaml").read_text() + "learning_rte: 1.0e-3\n")
     with pytest.raises(ConfigError, match=r"dpo_typo.yaml: unknown key\(s\) learning_rte"):
         parse_recipe(bad)
+
+
+@pytest.mark.parametrize("command", TRAINING_COMMANDS + ("cpo",))
+def test_help_lists_every_field_of_the_commands_script_arguments(command, capsys):
+    from dataclasses import fields
+
+    from alignment.cli import main as align
+    from alignment.recipes._args import TrainArguments
+
+    module = importlib.import_module(f"alignment.recipes.{command}")
+    assert issubclass(module.ScriptArguments, TrainArguments)  # the shared fields, once
+    assert align([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    for f in fields(module.ScriptArguments):
+        assert f"--{f.name}" in out, f"align {command} --help: --{f.name} missing"

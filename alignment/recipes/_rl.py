@@ -19,15 +19,13 @@ from pathlib import Path
 
 from alignment import training, verifiers
 from alignment.errors import ConfigError
+from alignment.recipes._args import TrainArguments
 
 
 @dataclass
-class ScriptArguments:
+class ScriptArguments(TrainArguments):
     """Prompts, policy and reward model; training settings live in the method's config."""
 
-    dataset: list[str] = field(default_factory=list, metadata={
-        "help": "Prompts: a prompt list, preference/ranked data or conversations, in any format "
-                "`align data` reads. Several are mixed; PATH@0.5 / PATH@500 sample."})
     reward_model: str | None = field(default=None, metadata={
         "help": "Reward model: a sequence-classification model folder (the output of "
                 "`align rm`) or a hub id. Required unless --verifier is given. (TRL 1.16 has "
@@ -43,11 +41,6 @@ class ScriptArguments:
                 "adds to a YAML list. One TRL reward function each, logged as "
                 "rewards/verifier_NAME/mean; --reward_weights gives one weight per function, "
                 "the reward model first."})
-    model: str | None = field(default=None, metadata={
-        "help": "Policy to train: a bundled model (smollm2), a local folder or a hub id. "
-                "Default: smollm2."})
-    max_train_samples: int | None = field(default=None, metadata={
-        "help": "Use at most this many prompts."})
 
 
 def defaults(method: str, values, own: training.Defaults) -> training.Defaults:

@@ -25,32 +25,13 @@ from pathlib import Path
 
 from alignment import training
 from alignment.errors import ConfigError
+from alignment.recipes._args import PairArguments
 
 
 @dataclass
-class ScriptArguments:
+class ScriptArguments(PairArguments):
     """Data and model for a preference-tuning run; training settings live in DPOConfig."""
 
-    dataset: list[str] = field(default_factory=list, metadata={
-        "help": "Preference pairs or ranked completions, in any format `align data` reads "
-                "(file or saved dataset folder). Several are mixed; PATH@0.5 takes half of "
-                "a dataset's rows, PATH@500 takes 500."})
-    model: str | None = field(default=None, metadata={
-        "help": "Policy to train: a bundled model (smollm2), a local folder or a hub id. "
-                "Default: smollm2."})
-    eval_dataset: str | None = field(default=None, metadata={
-        "help": "Held-out pairs to evaluate on. Without it --eval_split of the training "
-                "pairs is held out."})
-    eval_split: float = field(default=0.1, metadata={
-        "help": "Fraction of the pairs held out for evaluation when no --eval_dataset is "
-                "given; 0 trains on everything."})
-    max_train_samples: int | None = field(default=None, metadata={
-        "help": "Train on at most this many pairs (after the held-out split)."})
-    max_eval_samples: int | None = field(default=None, metadata={
-        "help": "Evaluate on at most this many pairs."})
-    wrap_plain_text: bool = field(default=True, metadata={
-        "help": "Wrap plain-text pairs as one user turn and assistant reply so the chat "
-                "template applies; false trains on the raw text."})
     init_adapter: str | None = field(default=None, metadata={
         "help": "Continue training this LoRA adapter (a run folder of an earlier `align dpo` "
                 "on the same base) instead of a fresh one; its rank, targets and weights are "

@@ -26,29 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alignment import training
+from alignment.recipes._args import HeldOutArguments
 from alignment.errors import ConfigError, DataError
 
 
 @dataclass
-class ScriptArguments:
+class ScriptArguments(HeldOutArguments):
     """Data and model for a KTO run; training settings live in KTOConfig."""
-
-    dataset: list[str] = field(default_factory=list, metadata={
-        "help": "Unpaired rows (prompt, completion, label), or preference pairs / ranked data "
-                "to unpair, in any format `align data` reads. Several are mixed; PATH@0.5 "
-                "takes half of a dataset's rows, PATH@500 takes 500."})
-    model: str | None = field(default=None, metadata={
-        "help": "Policy to train: a bundled model (smollm2), a local folder or a hub id. "
-                "Default: smollm2."})
-    eval_dataset: str | None = field(default=None, metadata={
-        "help": "Held-out rows. Without it --eval_split of the training rows is held out."})
-    eval_split: float = field(default=0.1, metadata={
-        "help": "Fraction of the rows held out when no --eval_dataset is given; 0 trains on "
-                "everything."})
-    max_train_samples: int | None = field(default=None, metadata={
-        "help": "Train on at most this many rows (after the held-out split)."})
-    max_eval_samples: int | None = field(default=None, metadata={
-        "help": "Evaluate on at most this many rows."})
 
 
 def _defaults(values) -> training.Defaults:

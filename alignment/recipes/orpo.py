@@ -25,36 +25,17 @@ Configuration: ``ScriptArguments`` below, ``trl.experimental.orpo.ORPOConfig`` a
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from alignment import training
 from alignment.errors import ConfigError
+from alignment.recipes._args import PairArguments
 
 
 @dataclass
-class ScriptArguments:
+class ScriptArguments(PairArguments):
     """Data and model for an ORPO run; training settings live in ORPOConfig."""
-
-    dataset: list[str] = field(default_factory=list, metadata={
-        "help": "Preference pairs or ranked completions, in any format `align data` reads. "
-                "Several are mixed; PATH@0.5 takes half of a dataset's rows, PATH@500 takes 500. "
-                "(ORPO is experimental in TRL 1.16: trl.experimental.orpo may change.)"})
-    model: str | None = field(default=None, metadata={
-        "help": "Policy to train: a bundled model (smollm2), a local folder or a hub id. "
-                "Default: smollm2."})
-    eval_dataset: str | None = field(default=None, metadata={
-        "help": "Held-out pairs. Without it --eval_split of the training pairs is held out."})
-    eval_split: float = field(default=0.1, metadata={
-        "help": "Fraction of the pairs held out when no --eval_dataset is given; 0 trains on "
-                "everything."})
-    max_train_samples: int | None = field(default=None, metadata={
-        "help": "Train on at most this many pairs (after the held-out split)."})
-    max_eval_samples: int | None = field(default=None, metadata={
-        "help": "Evaluate on at most this many pairs."})
-    wrap_plain_text: bool = field(default=True, metadata={
-        "help": "Wrap plain-text pairs as one user turn and assistant reply so the chat "
-                "template applies; false trains on the raw text."})
 
 
 def _experimental():

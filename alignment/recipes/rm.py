@@ -22,35 +22,17 @@ adapter itself is kept in ``OUT/adapter``. Also ``metrics.json`` with ``heldout_
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from alignment import training
 from alignment.errors import ConfigError
+from alignment.recipes._args import PairArguments
 
 
 @dataclass
-class ScriptArguments:
+class ScriptArguments(PairArguments):
     """Data and model for a reward-model run; training settings live in RewardConfig."""
-
-    dataset: list[str] = field(default_factory=list, metadata={
-        "help": "Preference pairs or ranked completions, in any format `align data` reads. "
-                "Several are mixed; PATH@0.5 takes half of a dataset's rows, PATH@500 takes 500."})
-    model: str | None = field(default=None, metadata={
-        "help": "Base to put the reward head on: a bundled model (smollm2), a local folder or "
-                "a hub id. Default: smollm2."})
-    eval_dataset: str | None = field(default=None, metadata={
-        "help": "Held-out pairs for the accuracy figure. Without it --eval_split of the "
-                "training pairs is held out."})
-    eval_split: float = field(default=0.1, metadata={
-        "help": "Fraction of the pairs held out when no --eval_dataset is given."})
-    max_train_samples: int | None = field(default=None, metadata={
-        "help": "Train on at most this many pairs (after the held-out split)."})
-    max_eval_samples: int | None = field(default=None, metadata={
-        "help": "Evaluate on at most this many pairs."})
-    wrap_plain_text: bool = field(default=True, metadata={
-        "help": "Wrap plain-text pairs as one user turn and assistant reply so the chat "
-                "template applies; false scores the raw text."})
 
 
 def _defaults(values) -> training.Defaults:

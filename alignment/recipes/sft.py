@@ -29,30 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alignment import training
+from alignment.recipes._args import HeldOutArguments
 from alignment.errors import ConfigError, DataError
 
 
 @dataclass
-class ScriptArguments:
+class ScriptArguments(HeldOutArguments):
     """Data and model for an SFT run; training settings live in SFTConfig."""
 
-    dataset: list[str] = field(default_factory=list, metadata={
-        "help": "Conversations (or anything `align data` converts to them), file or saved "
-                "dataset folder. Several are mixed; PATH@0.5 takes half of a dataset's rows, "
-                "PATH@500 takes 500."})
-    model: str | None = field(default=None, metadata={
-        "help": "Model to fine-tune: a bundled model (smollm2), a local folder or a hub id. "
-                "Default: smollm2."})
-    eval_dataset: str | None = field(default=None, metadata={
-        "help": "Held-out conversations. Without it --eval_split of the training rows is "
-                "held out."})
-    eval_split: float = field(default=0.1, metadata={
-        "help": "Fraction of the rows held out for evaluation when no --eval_dataset is "
-                "given; 0 trains on everything."})
-    max_train_samples: int | None = field(default=None, metadata={
-        "help": "Train on at most this many conversations (after the held-out split)."})
-    max_eval_samples: int | None = field(default=None, metadata={
-        "help": "Evaluate on at most this many conversations."})
     completion_only: bool = field(default=True, metadata={
         "help": "Train only on the assistant's tokens (see the module help for how); false "
                 "trains on every token of the templated conversation."})

@@ -1,0 +1,48 @@
+"""The data and model fields of the training commands, each declared and documented once.
+
+Every recipe's ``ScriptArguments`` subclasses one of these and adds only its own fields;
+training settings live in TRL's config and the model's in ``trl.ModelConfig``. A help
+text names no command: what ``--dataset`` must hold is in each command's description.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainArguments:
+    """What to train and on what (the online RL commands: prompts only)."""
+
+    dataset: list[str] = field(default_factory=list, metadata={
+        "help": "Training data, in any format `align data` reads (a file or a saved dataset "
+                "folder) that converts to what this command trains on (see above). Several "
+                "are mixed; PATH@0.5 takes half of a dataset's rows, PATH@500 takes 500."})
+    model: str | None = field(default=None, metadata={
+        "help": "Model to train: a bundled model (smollm2), a local folder or a hub id. "
+                "Default: smollm2."})
+    max_train_samples: int | None = field(default=None, metadata={
+        "help": "Train on at most this many rows (after the held-out split)."})
+
+
+@dataclass
+class HeldOutArguments(TrainArguments):
+    """:class:`TrainArguments` and the rows held out for evaluation."""
+
+    eval_dataset: str | None = field(default=None, metadata={
+        "help": "Held-out rows to evaluate on, in the same formats as --dataset. Without it "
+                "--eval_split of the training rows is held out."})
+    eval_split: float = field(default=0.1, metadata={
+        "help": "Fraction of the rows held out for evaluation when no --eval_dataset is "
+                "given; 0 trains on everything."})
+    max_eval_samples: int | None = field(default=None, metadata={
+        "help": "Evaluate on at most this many rows."})
+
+
+@dataclass
+class PairArguments(HeldOutArguments):
+    """:class:`HeldOutArguments` for commands that train on preference pairs."""
+
+    wrap_plain_text: bool = field(default=True, metadata={
+        "help": "Wrap plain-text pairs as one user turn and assistant reply so the chat "
+                "template applies; false uses the raw text."})
