@@ -224,6 +224,10 @@ def load_policy(model_spec: str, base_spec: str | None, precision: Precision | N
         if (path / "adapter_config.json").exists():
             from peft import PeftModel
 
+            from alignment.models import check_weight_files
+
+            check_weight_files(path)
+
             recorded = json.loads((path / "adapter_config.json").read_text()).get(
                 "base_model_name_or_path")
             base = resolve_model(base_spec or recorded)

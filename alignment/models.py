@@ -208,12 +208,34 @@ def resolve_model(spec: str | os.PathLike | None) -> str:
     if path.exists():
         if not (path / "config.json").exists():
             raise ModelNotAvailable(f"{path}: not a model folder (no config.json)")
+        check_weight_files(path)
         return str(path)
     if spec.count("/") == 1 and not spec.startswith((".", "/")):
         return spec  # a hub id; transformers resolves it where the hub is reachable
     raise ModelNotAvailable(
         f"model '{spec}' is neither a bundled model ({', '.join(BUNDLED)}), "
         "a local model folder, nor a hub id (org/name)")
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def check_weight_files(folder: str | os.PathLike) -> None:
+    """Refuse a model or adapter folder whose weights exist only as pickle files.
+
+    Loading a pickle (PyTorch's ``.bin``/``.pt``) runs whatever code it holds, so a
+    downloaded model could execute anything; safetensors files hold only tensors. Set
+    ``ALIGN_ALLOW_PICKLE=1`` to load such a folder anyway, for weights you trust.
+    """
+    folder = Path(folder)
+    if not folder.is_dir() or any(folder.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles and os.environ.get("ALIGN_ALLOW_PICKLE") != "1":
+        raise ModelNotAvailable(
+            f"{folder}: its weights are pickle files ({', '.join(pickles[:3])}), which can run "
+            "code when loaded; convert them to safetensors (`model.save_pretrained(folder)` "
+            "writes them), or set ALIGN_ALLOW_PICKLE=1 if you trust where they come from")
 
 
 def model_status() -> list[dict]:

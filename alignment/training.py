@@ -374,6 +374,12 @@ def check_init_adapter(folder: str, model_path: str, model_args) -> None:
                           "output folder of an earlier LoRA run")
     if not model_args.use_peft:
         raise ConfigError("--init_adapter continues a LoRA adapter; it needs --use_peft true")
+    from alignment.models import ModelNotAvailable, check_weight_files
+
+    try:
+        check_weight_files(folder)
+    except ModelNotAvailable as e:
+        raise ConfigError(f"--init_adapter: {e}") from None
     recorded = json.loads(config.read_text()).get("base_model_name_or_path")
     if recorded and Path(recorded).exists() and Path(recorded).resolve() != Path(model_path).resolve():
         raise ConfigError(f"--init_adapter {folder} was trained on {recorded}, not on "
@@ -719,7 +725,8 @@ def load_prompts(specs: Sequence[str], seed: int = 0):
     """A ``prompt`` column of conversations ending with a user turn, from any dataset.
 
     Each spec is ``PATH[@WEIGHT]`` (as for :func:`alignment.data.load_mixture`). A file of
-    bare prompts (rows holding only ``prompt``, plus ``id``/``source``) is read as is;
+    bare prompts (rows holding only ``prompt``, plus ``id``/``source``) is read by the data
+    layer's prompt reader (:func:`alignment.data.prompt_rows`), a text becoming a user turn;
     anything else goes through the data layer to conversations (preference, ranked, KTO
     and SFT formats all convert) and keeps every turn before the last assistant reply.
     Duplicate prompts (pairs share them) are kept once.
@@ -733,7 +740,8 @@ def load_prompts(specs: Sequence[str], seed: int = 0):
 
     import datasets
 
-    from alignment.data import convert, parse_mixture_spec, prompt_id, read_rows
+    from alignment.data import (convert, is_prompt_list, parse_mixture_spec, prompt_id,
+                                prompt_rows, read_rows)
 
     if not specs:
         raise ConfigError("no dataset given: pass --dataset PATH (prompts, preference pairs, "
@@ -746,18 +754,15 @@ def load_prompts(specs: Sequence[str], seed: int = 0):
         rows = read_rows(path)
         if not rows:
             raise DataError(path, "no rows")
-        checked = any(isinstance(r, dict) and r.get("verifiers") is not None for r in rows)
-        if _is_prompt_list(rows[0], checked):
-            with_checks = with_checks or checked
+        if is_prompt_list(rows):
+            with_checks = with_checks or any(
+                isinstance(r, dict) and r.get("verifiers") is not None for r in rows)
             found = []
-            for i, row in enumerate(rows, start=1):
-                p = row.get("prompt")
-                if isinstance(p, str) and p.strip():
-                    p = [{"role": "user", "content": p}]
-                elif not (isinstance(p, list) and p and p[-1].get("role") == "user"):
-                    raise DataError(path, "expected a non-empty text or a conversation ending "
-                                          "with a user turn", row=i, field="prompt")
-                found.append((p, _row_checks(row.get("verifiers"), path, i)))
+            for i, row in enumerate(prompt_rows(rows, path, distinct=False, conversations=True),
+                                    start=1):
+                p = row["prompt"]
+                found.append(([{"role": "user", "content": p}] if isinstance(p, str) else p,
+                              _row_checks(row.get("verifiers"), path, i)))
         else:
             found = []
             for row in convert(rows, "sft", path=path, seed=seed):
@@ -788,18 +793,6 @@ def load_prompts(specs: Sequence[str], seed: int = 0):
                                           "give each parameter one type in every row (e.g. "
                                           "`answer` always a number, or always text)",
                         field="verifiers") from None
-
-
-def _is_prompt_list(first: dict, checked: bool) -> bool:
-    """Bare prompts, or (``checked``: some row has verifier specs) prompts with any
-    metadata whose columns make no data format."""
-    from alignment.data import FORMATS
-
-    columns = set(first)
-    if columns <= {"prompt", "id", "source"}:
-        return True
-    return checked and "prompt" in columns and not any(
-        columns.issuperset(required) for required in FORMATS.values())
 
 
 def _row_checks(value: object, path: object, row: int) -> list[dict]:
