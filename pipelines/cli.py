@@ -1,7 +1,9 @@
 """`align generate <pipeline> [options]`: run one of the pipelines.
 
 The list is literal: adding a pipeline is one line here, and its module exposes
-``main(argv: list[str]) -> int`` (usually also runnable as ``python pipelines/<name>.py``).
+``main(argv: list[str]) -> int`` (also runnable as ``python -m pipelines.<module>``). A
+module serving several pipelines (``aspect_ratings``: one per rubric preset) gets the
+pipeline's name as its first argument.
 """
 
 from __future__ import annotations
@@ -9,8 +11,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-# name -> (module, one-line help)
-PIPELINES: dict[str, tuple[str, str]] = {
+# name -> (module, one-line help[, arguments put before the user's])
+PIPELINES: dict[str, tuple] = {
     "preference": ("pipelines.preference",
                    "seed instructions -> N teacher responses -> rating judge -> ranked data"),
     "self-instruct": ("pipelines.self_instruct",
@@ -25,10 +27,11 @@ PIPELINES: dict[str, tuple[str, str]] = {
                     "prompts with checkable constraints (verifier specs), split by task"),
     "responses": ("pipelines.responses",
                   "N candidate responses per prompt from one or more models (unscored)"),
-    "ultrafeedback": ("pipelines.ultrafeedback",
-                      "rate responses 1-5 on four UltraFeedback aspects, with rationales"),
-    "helpsteer": ("pipelines.helpsteer",
-                  "rate responses 0-4 on the five HelpSteer attributes"),
+    "ultrafeedback": ("pipelines.aspect_ratings",
+                      "rate responses 1-5 on four UltraFeedback aspects, with rationales",
+                      ("ultrafeedback",)),
+    "helpsteer": ("pipelines.aspect_ratings",
+                  "rate responses 0-4 on the five HelpSteer attributes", ("helpsteer",)),
     "ranking": ("pipelines.ranking", "rank k responses at once (Nectar-style, A..G)"),
     "pairwise": ("pipelines.pairwise",
                  "pairwise judge in both orders; reports position consistency"),
@@ -43,7 +46,7 @@ PIPELINES: dict[str, tuple[str, str]] = {
 def _usage() -> str:
     width = max(map(len, PIPELINES))
     lines = ["usage: align generate <pipeline> [options]", "", "pipelines:"]
-    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in PIPELINES.items()]
+    lines += [f"  {name:<{width}}  {entry[1]}" for name, entry in PIPELINES.items()]
     lines += ["", "Run `align generate <pipeline> --help` for a pipeline's options."]
     return "\n".join(lines)
 
@@ -57,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     if name not in PIPELINES:
         print(f"align generate: unknown pipeline '{name}'\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(PIPELINES[name][0])
-    return int(module.main(rest) or 0)
+    module, _, *first = PIPELINES[name]
+    return int(importlib.import_module(module).main([*(first[0] if first else ()), *rest]) or 0)
 
 
 if __name__ == "__main__":

@@ -134,7 +134,7 @@ def test_unparseable_teacher_answers_become_null_and_are_counted(ranked, tmp_pat
     may come out of it."""
     from pipelines.fake import FakeLLM
     from pipelines.feedback import AspectRatingStep, aspect_counts, read_input, run_step
-    from pipelines.ultrafeedback import ASPECTS
+    from alignment.rubrics import ULTRAFEEDBACK as ASPECTS
 
     rows = [{k: r[k] for k in ("id", "prompt", "responses", "models")}
             for r in read_input(ranked)]
@@ -147,7 +147,7 @@ def test_unparseable_teacher_answers_become_null_and_are_counted(ranked, tmp_pat
 
 def test_ultrafeedback_in_process_with_rationales(ranked, tmp_path, tiny_model):
     from pipelines.feedback import aspect_judge
-    from pipelines.ultrafeedback import ASPECTS
+    from alignment.rubrics import ULTRAFEEDBACK as ASPECTS
 
     out = tmp_path / "uf.jsonl"
     _generate_in_child("ultrafeedback", ranked, "-o", str(out), "--model", str(tiny_model),
@@ -262,7 +262,7 @@ def test_a_killed_judge_run_resumes_from_its_journal(ranked):
     from pipelines import runner
     from pipelines.fake import FakeLLM
     from pipelines.feedback import AspectRatingStep, read_input, run_step
-    from pipelines.ultrafeedback import ASPECTS
+    from alignment.rubrics import ULTRAFEEDBACK as ASPECTS
 
     rows = [{k: r[k] for k in ("id", "prompt", "responses", "models")}
             for r in read_input(ranked)]

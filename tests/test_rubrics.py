@@ -7,20 +7,22 @@ from alignment import rubrics
 
 def test_ultrafeedback_aspects_are_one_list_in_one_order():
     from alignment.data import formats
-    from pipelines import ultrafeedback
+    from pipelines import aspect_ratings
 
     assert formats.ULTRAFEEDBACK_ASPECTS == rubrics.ULTRAFEEDBACK_ASPECTS
-    rated = ultrafeedback.parser().parse_args(["ranked.jsonl", "-o", "out.jsonl"]).aspects
+    rated = aspect_ratings.parser("ultrafeedback").parse_args(
+        ["ranked.jsonl", "-o", "out.jsonl"]).aspects
     assert tuple(rated) == rubrics.ULTRAFEEDBACK_ASPECTS == (
         "instruction_following", "truthfulness", "honesty", "helpfulness")
 
 
 def test_helpsteer_attributes_and_weights_are_shared_by_reader_and_pipeline():
     from alignment.data import formats
-    from pipelines import helpsteer
+    from pipelines.aspect_ratings import PRESETS
 
-    assert formats.HELPSTEER_ATTRIBUTES == rubrics.HELPSTEER_ATTRIBUTES == tuple(helpsteer.ASPECTS)
-    assert formats.HELPSTEER_WEIGHTS is helpsteer.DEFAULT_WEIGHTS is rubrics.HELPSTEER_WEIGHTS
+    helpsteer = PRESETS["helpsteer"]
+    assert formats.HELPSTEER_ATTRIBUTES == rubrics.HELPSTEER_ATTRIBUTES == tuple(helpsteer.aspects)
+    assert formats.HELPSTEER_WEIGHTS is helpsteer.weights is rubrics.HELPSTEER_WEIGHTS
 
 
 def test_endpoint_and_in_process_aspect_prompts_differ_only_in_how_they_ask():
