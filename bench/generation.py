@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoTokenizer
 
     from alignment.models import resolve_model
-    from pipelines.common import load_seeds
+    from pipelines.preference import load_seeds
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -1,27 +1,21 @@
 """Distillation and AI-feedback pipelines built on distilabel."""
 
-import multiprocessing as _mp
 import os as _os
 import warnings as _warnings
+from pathlib import Path as _Path
 
-# distilabel starts one process per step with the default start method (fork on Linux)
-# and fixes its pool's context class when distilabel.pipeline is first imported, so the
-# choice has to be made here, before that import. A parent that has already run torch
-# (a test session, a notebook, a script that prepared a model) holds OpenMP, allocator
-# and tokenizer locks that a forked child inherits mid-state: step processes then hang
-# for good. A forkserver child starts from a clean interpreter instead.
-if _mp.get_start_method(allow_none=True) is None:
-    _mp.set_start_method("forkserver")
+# the seed files shipped with the pipelines (tasks, topics, facts, prompts)
+DATA_DIR = _Path(__file__).parent / "data"
 
 # On the happy path distilabel logs a few screens of INFO per run (from this process and
 # from every step process), and importing it makes pydantic warn, once per process, about
 # two field names of distilabel's own InferenceEndpointsBaseClient. None of it is ours to
 # act on, so by default only WARNING and above get through; `--verbose` (see
 # runner.teacher_args) lets everything through. distilabel reads DISTILABEL_LOG_LEVEL in
-# each process it starts, and step processes start from a fresh interpreter (forkserver,
-# above), so both settings travel in the environment: the level as distilabel's own knob,
-# the warning filter as PYTHONWARNINGS (its message field is a literal prefix). A
-# DISTILABEL_LOG_LEVEL the user set is left alone.
+# each process it starts, and step processes start from a fresh interpreter (a forkserver,
+# see runner.start_steps_from_forkserver), so both settings travel in the environment:
+# the level as distilabel's own knob, the warning filter as PYTHONWARNINGS (its message
+# field is a literal prefix). A DISTILABEL_LOG_LEVEL the user set is left alone.
 _USER_LEVEL = _os.environ.get("DISTILABEL_LOG_LEVEL")
 _PYDANTIC = r"pydantic\._internal\._fields"
 _NOISE = r'Field "\w+" in InferenceEndpointsBaseClient has conflict with protected namespace'

@@ -31,10 +31,6 @@ import json
 import statistics
 import sys
 from collections import Counter
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: make `pipelines` and `alignment` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 METHODS = ("mean", "majority")
 

@@ -31,8 +31,8 @@ import sys
 from pathlib import Path
 
 from alignment.errors import ConfigError, DataError
+from pipelines import DATA_DIR
 
-DATA_DIR = Path(__file__).parent / "data"
 TASKS = DATA_DIR / "constraint_tasks.jsonl"
 TEMPLATES = DATA_DIR / "constraint_templates.json"
 

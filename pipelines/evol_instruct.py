@@ -15,7 +15,7 @@ round:
 The card counts eliminations per reason and per mutation. Each row says how its answer
 ended (``finish_reasons``, ``truncated``: cut off by ``--max-new-tokens``).
 
-    python pipelines/evol_instruct.py --prompts seeds.jsonl --rounds 3 -o data/evol.jsonl
+    python -m pipelines.evol_instruct --prompts seeds.jsonl --rounds 3 -o data/evol.jsonl
 """
 
 # no `from __future__ import annotations`: distilabel reads `process`'s annotations
@@ -30,9 +30,8 @@ from distilabel.steps import FormatTextGenerationSFT, Step, StepInput
 from distilabel.steps.tasks import EvolInstruct, TextGeneration
 from distilabel.steps.tasks.evol_instruct.utils import MUTATION_TEMPLATES
 
-from alignment.data import normalised
-from pipelines import quality, runner
-from pipelines.fake import digest
+from alignment.data import normalised, read_prompts, stable_hash
+from pipelines import DATA_DIR, quality, runner
 from pipelines.llms import finish_column, sft_finish_fields
 
 NAME = "align-evol-instruct"
@@ -45,7 +44,7 @@ TEMPLATE_WORDS = re.compile(r"given prompt|rewritten prompt|created prompt|#\w+ 
 
 def pick_mutation(instruction: str, seed: int) -> str:
     names = IN_DEPTH + IN_BREADTH
-    return names[digest(f"{seed}\n{instruction}") % len(names)]
+    return names[stable_hash(f"{seed}\n{instruction}") % len(names)]
 
 
 class SeededEvolInstruct(EvolInstruct):
@@ -158,7 +157,7 @@ def generate(instructions: list[str], llm, *, rounds: int = 2, seed: int = 42,
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="align generate evol-instruct", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--prompts", default=str(runner.DATA_DIR / "seed_tasks.jsonl"),
+    p.add_argument("--prompts", default=str(DATA_DIR / "seed_tasks.jsonl"),
                    help="seed instructions (prompt/instruction column or messages)")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--rounds", type=int, default=2, help="evolution rounds")
@@ -170,7 +169,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    instructions = runner.read_prompts(args.prompts, args.limit)
+    instructions = read_prompts(args.prompts, args.limit)
     llm = runner.teacher(args)
     rows, counts = generate(instructions, llm, rounds=args.rounds, seed=args.seed,
                             min_words=args.min_words, batch_size=args.concurrency,

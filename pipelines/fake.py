@@ -16,6 +16,10 @@ pipelines send and answers in the format each one parses:
 - a reversal prompt ("Reverse the fact") -> the reversed statement;
 - anything else -> an answer that quotes the last user turn.
 
+With ``judge=True`` it is the fake judge instead (``--dry-run`` of the feedback
+pipelines): it answers rating, ranking and pairwise prompts in the strict format each
+asks for, and one prompt in seven unparseably, so the failure path shows too.
+
 Its tokens are words: a reply longer than ``max_new_tokens`` words is cut there and
 ends with ``"length"``, any other with ``"stop"`` (the ``finish_reason`` every teacher
 reports, see ``pipelines/llms.py``), so truncation can be tested without a model.
@@ -26,16 +30,18 @@ want to see a pipeline's shape before paying for a teacher.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from typing import Any
 
 from distilabel.models.llms.base import LLM
 
+from alignment.data import stable_hash
+from alignment.rubrics import LABELS
 from pipelines.llms import FINISH_REASON, LENGTH
 
 FAKE_MODEL_NAME = "fake-teacher"
+FAKE_JUDGE_NAME = "fake-judge"
 
 SIMULATED_USER_MARK = "[simulated-user]"
 
@@ -49,11 +55,6 @@ _OBJECTS = ("the water cycle", "a binary search", "compound interest", "photosyn
 _CONSTRAINTS = ("in under 100 words", "using a table", "for a ten-year-old",
                 "with two worked examples", "citing one common misconception",
                 "as a numbered list of steps")
-
-
-def digest(text: str) -> int:
-    """A stable integer hash (Python's ``hash`` is salted per process)."""
-    return int.from_bytes(hashlib.sha1(text.encode("utf-8")).digest()[:8], "big")
 
 
 def _last_user(messages: list[dict]) -> str:
@@ -70,7 +71,7 @@ def _system(messages: list[dict]) -> str:
 def _self_instruct(prompt: str) -> str:
     n = int(re.search(r"Develop (\d+) user queries", prompt).group(1))
     context = prompt.split("# Context", 1)[1].split("# Output", 1)[0].strip()
-    h = digest(context)
+    h = stable_hash(context)
     lines = []
     for i in range(n):
         verb = _VERBS[(h + i) % len(_VERBS)]
@@ -85,7 +86,7 @@ def _self_instruct(prompt: str) -> str:
 def _evolve(prompt: str) -> str:
     given = re.split(r"#(?:The )?Given Prompt#:\s*", prompt)[-1]
     given = re.split(r"#(?:Rewritten|Created) Prompt#", given)[0].strip()
-    h = digest(prompt)
+    h = stable_hash(prompt)
     kind = h % 8
     if kind == 0:
         return given  # a copy of the parent
@@ -124,9 +125,9 @@ def fake_reply(messages: list[dict], index: int = 0, model: str = FAKE_MODEL_NAM
     if SIMULATED_USER_MARK in system:
         turn = sum(1 for m in messages if m["role"] == "assistant")
         return f"Thanks. Follow-up {turn}: can you give an example about " \
-               f"{_OBJECTS[digest(user) % len(_OBJECTS)]}?"
+               f"{_OBJECTS[stable_hash(user) % len(_OBJECTS)]}?"
     salt = "" if model == FAKE_MODEL_NAME else model
-    h = digest(salt + system + "\n" + user + f"\n{index}")
+    h = stable_hash(salt + system + "\n" + user + f"\n{index}")
     head = user.strip().splitlines()[0][:80] if user.strip() else "(empty)"
     steps = ("First, restate the task. Then work through it step by step, and "
              "justify each step. " if system else "")
@@ -134,17 +135,41 @@ def fake_reply(messages: list[dict], index: int = 0, model: str = FAKE_MODEL_NAM
     return f"{steps}Answer to \"{head}\": reference {h % 10_000:04d}.{variant}"
 
 
+def fake_judgement(prompt: str) -> str:
+    """The fake judge's answer: a pure function of the prompt, in the format the prompt
+    asks for, except for one prompt in seven, which gets an unparseable answer (so the
+    failure path shows up in dry runs and tests)."""
+    h = stable_hash(prompt)
+    if h % 7 == 0:
+        return "I think it is quite good overall."
+    if prompt.startswith("# Ranking"):
+        k = int(re.search(r"Rank the (\d+) responses", prompt).group(1))
+        order = sorted(range(k), key=lambda i: stable_hash(f"{h}:{i}"))
+        return "Ranking: " + " > ".join(LABELS[i] for i in order)
+    if prompt.startswith("# Pairwise"):
+        return f"Verdict: {'AB'[h % 2]}"
+    m = re.search(r"Score the response from (\d) to (\d)", prompt)
+    if m:
+        low, high = int(m.group(1)), int(m.group(2))
+        return f"Rating: {low + h % (high - low + 1)}\nRationale: fake verdict {h % 1000:03d}."
+    return "Unrecognised judge prompt."
+
+
 class FakeLLM(LLM):
-    """A deterministic distilabel LLM for tests and dry runs.
+    """A deterministic distilabel LLM for tests and dry runs: the fake teacher, or with
+    ``judge`` the fake judge.
 
     Attributes:
         delay: seconds to sleep per ``generate`` call (one call per batch), so a test
             can stop a pipeline part-way through.
         name: the model name reported in outputs and dataset cards.
+        judge: answer judge prompts in their formats (``fake_judgement``), the same
+            answer for every generation, instead of as a teacher.
     """
 
     delay: float = 0.0
     name: str = FAKE_MODEL_NAME
+    judge: bool = False
 
     @property
     def model_name(self) -> str:
@@ -158,7 +183,8 @@ class FakeLLM(LLM):
             time.sleep(self.delay)
         outputs = []
         for conversation in inputs:
-            replies = [cut(fake_reply(list(conversation), i, self.name), max_new_tokens)
+            replies = [cut(fake_judgement(conversation[-1]["content"]) if self.judge
+                           else fake_reply(list(conversation), i, self.name), max_new_tokens)
                        for i in range(num_generations)]
             outputs.append({
                 "generations": [text for text, _ in replies],

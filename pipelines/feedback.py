@@ -252,7 +252,9 @@ def ask(llm: LLM, prompts: Sequence[str], concurrency: int = 8,
 def endpoint_llm(args: argparse.Namespace) -> LLM:
     """The judge LLM for ``--base-url`` (or the fake judge for ``--dry-run``)."""
     if args.dry_run:
-        return FakeJudge()
+        from pipelines.fake import FAKE_JUDGE_NAME, FakeLLM
+
+        return FakeLLM(name=FAKE_JUDGE_NAME, judge=True)
     from pipelines.llms import make_llm
 
     llm = make_llm(args.model, base_url=args.base_url, api_key_env=args.api_key_env,
@@ -309,7 +311,9 @@ def backend(args: argparse.Namespace) -> str:
 
 def judge_info(args: argparse.Namespace) -> dict:
     """The card's record of the judge; the key itself is never part of it."""
-    info = {"model": "fake-judge" if args.dry_run else args.model,
+    from pipelines.fake import FAKE_JUDGE_NAME
+
+    info = {"model": FAKE_JUDGE_NAME if args.dry_run else args.model,
             "backend": backend(args), "base_url": args.base_url}
     if backend(args) == "endpoint":
         info.update(api_key_env=args.api_key_env, concurrency=args.concurrency,
@@ -385,57 +389,95 @@ def ranks_from_scores(scores: Sequence[float | None]) -> list[int | None]:
     return [None if s is None else better[s] + 1 for s in scores]
 
 
-# ------------------------------------------------------------------ the fake judge
+# ------------------------------------------------------------------ the rating judge
 
-def _digest(text: str) -> int:
-    import hashlib
+class RatingJudgeStep(Step):
+    """Scores every response of a row with `alignment.judges.RatingJudge`.
 
-    return int.from_bytes(hashlib.sha1(text.encode("utf-8")).digest()[:8], "big")
-
-
-def fake_judgement(prompt: str) -> str:
-    """The fake judge's answer: a pure function of the prompt, in the format the prompt
-    asks for, except for one prompt in seven, which gets an unparseable answer (so the
-    failure path shows up in dry runs and tests)."""
-    h = _digest(prompt)
-    if h % 7 == 0:
-        return "I think it is quite good overall."
-    if prompt.startswith("# Ranking"):
-        k = int(re.search(r"Rank the (\d+) responses", prompt).group(1))
-        order = sorted(range(k), key=lambda i: _digest(f"{h}:{i}"))
-        return "Ranking: " + " > ".join(LABELS[i] for i in order)
-    if prompt.startswith("# Pairwise"):
-        return f"Verdict: {'AB'[h % 2]}"
-    m = re.search(r"Score the response from (\d) to (\d)", prompt)
-    if m:
-        low, high = int(m.group(1)), int(m.group(2))
-        return f"Rating: {low + h % (high - low + 1)}\nRationale: fake verdict {h % 1000:03d}."
-    return "Unrecognised judge prompt."
-
-
-class FakeJudge(LLM):
-    """A deterministic distilabel LLM that answers judge prompts (see ``fake_judgement``).
+    The judge reads the rating off the model's next-token probabilities for the digits of
+    the scale; a verdict it cannot compute is None in `scores`, never a made-up number,
+    and its raw record is always kept in `judge_raw`.
 
     Attributes:
-        name: the model name reported in rows and cards.
+        judge_model: bundled model name, model folder or hub id of the judge.
+        aspects: rubric aspects (`overall`, or UltraFeedback's `instruction_following`,
+            `truthfulness`, `honesty`, `helpfulness`); several give per-aspect `ratings`.
+        scale: lowest and highest rating, e.g. (1, 5) or (0, 4).
+        judge_batch_size: (prompt, response) pairs per forward pass.
+        min_digit_mass: withhold verdicts whose digit probability mass is below this.
+        num_threads: torch CPU threads for the judge's process (None: torch's default).
+
+    Input columns:
+        - instruction (`str`): the prompt the responses answer.
+        - generations (`List[str]`): the candidate responses.
+
+    Output columns:
+        - scores (`List[float | None]`): one score per response.
+        - judge_raw (`List[str]`): the judge's raw record per response (JSON).
+        - judge_digit_mass (`List[float]`): probability mass the rating digits got.
+        - ratings (`List[Dict[str, float | None]]`): per-aspect scores (several aspects only).
+        - judge (`str`): the judge's name.
+
+    Examples:
+        ```python
+        step = RatingJudgeStep(judge_model="smollm2")
+        step.load()
+        next(step.process([{"instruction": "2+2?", "generations": ["4", "7"]}]))
+        ```
     """
 
-    name: str = "fake-judge"
+    judge_model: str = "smollm2"
+    aspects: list[str] = ["overall"]
+    scale: tuple[int, int] = (1, 5)
+    judge_batch_size: int = 8
+    min_digit_mass: float = 0.0
+    num_threads: int | None = None
+
+    _judge: Any = PrivateAttr(None)
 
     @property
-    def model_name(self) -> str:
-        return self.name
+    def inputs(self) -> list[str]:
+        return ["instruction", "generations"]
 
-    def generate(self, inputs: list[Any], num_generations: int = 1,
-                 max_new_tokens: int = 96, temperature: float = 0.0) -> list[dict]:
-        # explicit parameters: distilabel derives runtime parameters from the signature
-        outs = []
-        for conv in inputs:
-            text = fake_judgement(conv[-1]["content"])
-            outs.append({"generations": [text] * num_generations,
-                         "statistics": {"input_tokens": [0] * num_generations,
-                                        "output_tokens": [0] * num_generations}})
-        return outs
+    @property
+    def outputs(self) -> list[str]:
+        extra = ["ratings"] if len(self.aspects) > 1 else []
+        return ["scores", "judge_raw", "judge_digit_mass", "judge", *extra]
+
+    def load(self) -> None:
+        super().load()
+        from alignment.judges import RatingJudge
+
+        if self.num_threads:
+            import torch
+
+            torch.set_num_threads(self.num_threads)
+        self._judge = RatingJudge(self.judge_model, rubric=self.aspects, scale=self.scale,
+                                  batch_size=self.judge_batch_size,
+                                  min_digit_mass=self.min_digit_mass)
+
+    def process(self, inputs: StepInput) -> "StepOutput":  # type: ignore[override]
+        many = len(self.aspects) > 1
+        pending = [(r, g) for r, row in enumerate(inputs) for g in row["generations"]]
+        scored = [(r, g) for r, g in pending if g is not None]
+        verdicts = iter(self._judge.score([inputs[r]["instruction"] for r, _ in scored],
+                                          [g for _, g in scored]))
+        for row in inputs:
+            row.update(scores=[], judge_raw=[], judge_digit_mass=[], judge=self._judge.name)
+            if many:
+                row["ratings"] = []
+        for r, g in pending:
+            # the teacher failed to answer: there is nothing to judge
+            v = next(verdicts) if g is not None else {
+                "score": None, "digit_mass": 0.0, "ratings": dict.fromkeys(self.aspects),
+                "raw": json.dumps({"error": "no response to judge"})}
+            row = inputs[r]
+            row["scores"].append(v["score"])
+            row["judge_raw"].append(v["raw"])
+            row["judge_digit_mass"].append(v["digit_mass"])
+            if many:
+                row["ratings"].append(v["ratings"])
+        yield inputs
 
 
 # ------------------------------------------------------------------ aspect ratings
@@ -493,7 +535,7 @@ class AspectRatingStep(Step):
 
     Examples:
         ```python
-        step = AspectRatingStep(aspects=ULTRAFEEDBACK, scale=(1, 5), llm=FakeJudge())
+        step = AspectRatingStep(aspects=ULTRAFEEDBACK, scale=(1, 5), llm=FakeLLM(judge=True))
         step.load()
         next(step.process([{"prompt": "2+2?", "responses": ["4", "5"]}]))
         ```

@@ -8,7 +8,7 @@ assistant_1 >> user_1 >> assistant_2 >> ... so each turn is its own distilabel s
 Each row lists how every assistant turn ended (``finish_reasons``) and is ``truncated``
 when any of them was cut off by ``--max-new-tokens``.
 
-    python pipelines/multi_turn.py --topics topics.jsonl --turns 3 -o data/chats.jsonl
+    python -m pipelines.multi_turn --topics topics.jsonl --turns 3 -o data/chats.jsonl
 """
 
 # no `from __future__ import annotations`: distilabel reads `process`'s annotations
@@ -20,7 +20,8 @@ from distilabel.pipeline import Pipeline
 from distilabel.steps import Step, StepInput
 from distilabel.steps.tasks import ChatGeneration
 
-from pipelines import runner
+from alignment.data import read_prompts
+from pipelines import DATA_DIR, runner
 from pipelines.fake import SIMULATED_USER_MARK
 from pipelines.llms import finish_column, sft_finish_fields
 
@@ -120,7 +121,7 @@ def generate(openings: list[str], llm, *, turns: int = 2, batch_size: int = 8,
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="align generate multi-turn", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--topics", default=str(runner.DATA_DIR / "seed_topics.jsonl"),
+    p.add_argument("--topics", default=str(DATA_DIR / "seed_topics.jsonl"),
                    help="opening questions or topics (prompt/instruction column)")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--turns", type=int, default=2, help="assistant replies per conversation")
@@ -130,7 +131,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    openings = runner.read_prompts(args.topics, args.limit)
+    openings = read_prompts(args.topics, args.limit)
     llm = runner.teacher(args)
     rows = generate(openings, llm, turns=args.turns, batch_size=args.concurrency,
                     fresh=args.fresh, ray=args.ray)

@@ -7,8 +7,8 @@ so the student learns to reason step by step when asked to. Each row says how it
 answer ended (``finish_reasons``, ``truncated``: cut off by ``--max-new-tokens``, which
 long explanations reach first).
 
-    python pipelines/orca.py --prompts prompts.jsonl --output data/orca.jsonl
-    python pipelines/orca.py --dry-run --output /tmp/orca.jsonl   # fake teacher
+    python -m pipelines.orca --prompts prompts.jsonl --output data/orca.jsonl
+    python -m pipelines.orca --dry-run --output /tmp/orca.jsonl   # fake teacher
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from distilabel.pipeline import Pipeline
 from distilabel.steps import FormatTextGenerationSFT
 from distilabel.steps.tasks import TextGeneration
 
-from pipelines import runner
-from pipelines.fake import digest
+from alignment.data import read_prompts, stable_hash
+from pipelines import DATA_DIR, runner
 from pipelines.llms import finish_column, sft_finish_fields
 
 NAME = "align-orca"
@@ -65,7 +65,7 @@ SYSTEM_MESSAGES = (
 
 
 def pick_system(prompt: str, seed: int) -> str:
-    return SYSTEM_MESSAGES[digest(f"{seed}\n{prompt}") % len(SYSTEM_MESSAGES)]
+    return SYSTEM_MESSAGES[stable_hash(f"{seed}\n{prompt}") % len(SYSTEM_MESSAGES)]
 
 
 def build(rows: list[dict], llm, batch_size: int = 8) -> tuple[Pipeline, runner.Journal]:
@@ -97,7 +97,7 @@ def generate(prompts: list[str], llm, *, seed: int = 0, batch_size: int = 8,
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="align generate orca", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--prompts", default=str(runner.DATA_DIR / "seed_tasks.jsonl"),
+    p.add_argument("--prompts", default=str(DATA_DIR / "seed_tasks.jsonl"),
                    help="prompts file (prompt/instruction column or messages); default: "
                         "the shipped seed tasks")
     p.add_argument("--limit", type=int, default=None, help="use the first N prompts")
@@ -107,7 +107,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    prompts = runner.read_prompts(args.prompts, args.limit)
+    prompts = read_prompts(args.prompts, args.limit)
     llm = runner.teacher(args)
     rows = generate(prompts, llm, seed=args.seed, batch_size=args.concurrency,
                     fresh=args.fresh, ray=args.ray)

@@ -18,7 +18,7 @@ A response's score is its mean pair score over all its pairs (a win rate in [0, 
 ``null`` when none of its pairs got a verdict; ``ranks`` follow the scores. Each
 comparison is kept in ``comparisons``.
 
-Run it as ``align generate pairwise IN -o OUT`` or ``python pipelines/pairwise.py --help``.
+Run it as ``align generate pairwise IN -o OUT`` or ``python -m pipelines.pairwise --help``.
 """
 
 # no `from __future__ import annotations`: distilabel reads `process`'s annotations
@@ -26,11 +26,7 @@ import argparse
 import json
 import sys
 from itertools import combinations
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-if __package__ in (None, ""):  # run as a script: make `pipelines` and `alignment` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from distilabel.models.llms.base import LLM
 from distilabel.steps import Step, StepInput
@@ -68,7 +64,7 @@ class PairwiseJudgeStep(Step):
 
     Examples:
         ```python
-        step = PairwiseJudgeStep(llm=FakeJudge())
+        step = PairwiseJudgeStep(llm=FakeLLM(judge=True))
         step.load()
         next(step.process([{"prompt": "2+2?", "responses": ["4", "5"]}]))
         ```

@@ -10,7 +10,7 @@ counts those cut off by ``--max-new-tokens``; ``--pairs`` leaves them out unless
 ``--keep-truncated``.
 
 Run it as ``align generate preference -o data/ranked.jsonl`` or
-``python pipelines/preference.py --help``; ``run_preference_pipeline`` is the same from
+``python -m pipelines.preference --help``; ``run_preference_pipeline`` is the same from
 Python. The teacher is the bundled SmolLM2 in-process (batched) unless ``--base-url``
 names an OpenAI-compatible server. Every finished row is journalled under
 ``$ALIGN_HOME/pipelines`` (see ``pipelines/runner.py``), so re-running the same command,
@@ -27,10 +27,9 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make `pipelines` and `alignment` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from pipelines import DATA_DIR
 
-from pipelines.common import DEFAULT_SEEDS
+DEFAULT_SEEDS = DATA_DIR / "seed_prompts.jsonl"
 
 
 def _opt(default, help: str, **kw):
@@ -78,9 +77,15 @@ class PreferenceConfig:
                            "(--no-use-cache starts over)")
 
 
-def select_seeds(cfg: PreferenceConfig) -> list[str]:
-    from pipelines.common import load_seeds
+def load_seeds(path: str | Path | None = None, limit: int | None = None) -> list[str]:
+    """Seed instructions: the prompts of a prompt file (``alignment.data.read_prompts``:
+    JSONL/JSON/Parquet/CSV rows, or a .txt with one per line), repeats kept."""
+    from alignment.data import read_prompts
 
+    return read_prompts(path or DEFAULT_SEEDS, limit, distinct=False)
+
+
+def select_seeds(cfg: PreferenceConfig) -> list[str]:
     seeds = load_seeds(cfg.seeds)
     if cfg.self_instruct or cfg.num_instructions >= len(seeds):
         return seeds
@@ -124,7 +129,7 @@ def build_pipeline(cfg: PreferenceConfig, rows: list[dict]):
     from distilabel.pipeline import Pipeline
     from distilabel.steps.tasks import TextGeneration
 
-    from pipelines.common import RatingJudgeStep
+    from pipelines.feedback import RatingJudgeStep
     from pipelines.llms import finish_column
     from pipelines.runner import Journal, cache_root, load_rows
 
@@ -157,7 +162,7 @@ def instructions_for(cfg: PreferenceConfig, seeds: list[str]) -> list[str]:
         return seeds
     from alignment.data import prompt_id
     from pipelines import runner
-    from pipelines.common import CleanInstructions
+    from pipelines.instructions import CleanInstructions
 
     seed_rows = [{"id": prompt_id(s), "order": i, "input": s}
                  for i, s in enumerate(dict.fromkeys(seeds))]

@@ -22,7 +22,7 @@ neither is a real k-wise judgement:
   most of that probability to "A" whatever it labels (see the card's mean first-choice
   probability per shown position).
 
-Run it as ``align generate ranking IN -o OUT`` or ``python pipelines/ranking.py --help``.
+Run it as ``align generate ranking IN -o OUT`` or ``python -m pipelines.ranking --help``.
 """
 
 # no `from __future__ import annotations`: distilabel reads `process`'s annotations
@@ -30,11 +30,7 @@ import argparse
 import json
 import random
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-if __package__ in (None, ""):  # run as a script: make `pipelines` and `alignment` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from distilabel.models.llms.base import LLM
 from distilabel.steps import Step, StepInput
@@ -79,7 +75,7 @@ class KWiseRankingStep(Step):
 
     Examples:
         ```python
-        step = KWiseRankingStep(llm=FakeJudge())
+        step = KWiseRankingStep(llm=FakeLLM(judge=True))
         step.load()
         next(step.process([{"id": "x", "prompt": "2+2?", "responses": ["4", "5", "22"]}]))
         ```

@@ -7,8 +7,8 @@ the rating and ranking pipelines. ``finish_reasons`` says how each response ende
 rows (``verifiers``, ``task``, ``source``, ``split``, ...) are copied into the rows
 unchanged, so prompts with verifier specs go straight on to ``align generate verify``.
 
-    python pipelines/responses.py --prompts prompts.jsonl --model smollm2 --n 2 -o cands.jsonl
-    python pipelines/responses.py --base-url http://localhost:8000/v1 \\
+    python -m pipelines.responses --prompts prompts.jsonl --model smollm2 --n 2 -o cands.jsonl
+    python -m pipelines.responses --base-url http://localhost:8000/v1 \\
         --model Qwen/Qwen2.5-7B-Instruct --model meta-llama/Llama-3.1-8B-Instruct -o cands.jsonl
 """
 
@@ -21,7 +21,8 @@ from distilabel.pipeline import Pipeline
 from distilabel.steps import GroupColumns
 from distilabel.steps.tasks import TextGeneration
 
-from pipelines import runner
+from alignment.data import read_prompt_rows
+from pipelines import DATA_DIR, runner
 from pipelines.llms import finish_column, finish_fields
 
 NAME = "align-responses"
@@ -87,7 +88,7 @@ def generate(prompts: list[str], llms: list, *, n: int = 2, batch_size: int = 8,
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="align generate responses", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--prompts", default=str(runner.DATA_DIR / "seed_tasks.jsonl"),
+    p.add_argument("--prompts", default=str(DATA_DIR / "seed_tasks.jsonl"),
                    help="prompts file (prompt/instruction column or messages); the rows' "
                         "other fields, such as verifiers, are copied into the output")
     p.add_argument("--limit", type=int, default=None, help="use the first N prompts")
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         from alignment.errors import ConfigError
 
         raise ConfigError("--model is repeated with the same name; give each model once")
-    prompt_rows = runner.read_prompt_rows(args.prompts, args.limit)
+    prompt_rows = read_prompt_rows(args.prompts, args.limit)
     prompts = [r["prompt"] for r in prompt_rows]
     llms = [runner.teacher(args, m) for m in models]
     rows = generate(prompts, llms, n=args.n, batch_size=args.concurrency, fresh=args.fresh,

@@ -10,18 +10,14 @@ there are no parse failures. A pair longer than the model's context keeps its he
 its last 32 tokens (the score is read at the last token) and is counted in the card.
 
 Run it as ``align generate reward-model IN -o OUT --model PATH`` or
-``python pipelines/reward_model.py --help``.
+``python -m pipelines.reward_model --help``.
 """
 
 # no `from __future__ import annotations`: distilabel reads `process`'s annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-if __package__ in (None, ""):  # run as a script: make `pipelines` and `alignment` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from distilabel.steps import Step, StepInput
 from pydantic import PrivateAttr

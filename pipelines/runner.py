@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import sys
@@ -36,6 +37,7 @@ from pydantic import Field
 
 import pipelines
 from alignment.models import align_home
+from pipelines import DATA_DIR  # noqa: F401  (pipelines/reversal.py reads it here)
 from pipelines.llms import LENGTH
 
 if TYPE_CHECKING:
@@ -360,10 +362,34 @@ def run(build: Build, rows: list[dict], *, fresh: bool = False,
     return [r for r in out if r["id"] in set(ids)]
 
 
+def start_steps_from_forkserver() -> None:
+    """Have distilabel start its step processes from a forkserver (before its run).
+
+    distilabel starts one process per step with the default start method, fork on Linux.
+    A parent that has already run torch (a test session, a notebook, a script that
+    prepared a model) holds OpenMP, allocator and tokenizer locks that a forked child
+    inherits mid-state: step processes then hang for good. A forkserver child starts from
+    a clean interpreter instead. A start method the program chose itself is kept, but
+    fork, which is what hangs. Importing ``distilabel.pipeline`` fixes the default start
+    method and builds its pool's context class from it, so that class is rebuilt for the
+    start method chosen here when it was made for another.
+    """
+    if multiprocessing.get_start_method(allow_none=True) in (None, "fork"):
+        multiprocessing.set_start_method("forkserver", force=True)
+    from distilabel.pipeline import local
+
+    context = type(multiprocessing.get_context())
+    if not issubclass(local._NoDaemonContext, context):
+        local._NoDaemonContext = type("_NoDaemonContext", (context,),
+                                      {"Process": local._NoDaemonProcess})
+
+
 @contextmanager
 def distilabel_run() -> Iterator[None]:
-    """Wrap a distilabel ``pipeline.run``: leave this process's logging as it was, and
-    unless verbose (``pipelines.verbose``) drop the output it prints on the happy path."""
+    """Wrap a distilabel ``pipeline.run``: step processes from a forkserver, this process's
+    logging left as it was, and unless verbose (``pipelines.verbose``) none of the output
+    distilabel prints on the happy path."""
+    start_steps_from_forkserver()
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     try:
@@ -456,56 +482,7 @@ def write_dataset(rows: list[dict], output: str | Path, title: str,
     return path, write_card(path, title, {"rows": len(rows), **info})
 
 
-# ---------------------------------------------------------------- inputs and outputs
-
-DATA_DIR = Path(__file__).parent / "data"
-
-
-# the fields a prompts file holds a prompt's text in; read_prompt_rows keeps the others
-PROMPT_FIELDS = ("prompt", "instruction", "input", "messages")
-
-
-def read_prompts(path: str | Path, limit: int | None = None) -> list[str]:
-    """Prompt texts from any readable file (see :func:`read_prompt_rows`)."""
-    return [row["prompt"] for row in read_prompt_rows(path, limit)]
-
-
-def read_prompt_rows(path: str | Path, limit: int | None = None) -> list[dict]:
-    """One ``{"prompt": text, ...}`` per distinct prompt of any readable file.
-
-    The text is a ``prompt`` or ``instruction`` column (an Alpaca ``input`` is appended
-    on a new line), or the first user turn of ``messages``. The row's other fields
-    (``verifiers``, ``task``, ``source``, ``split``, ...) come along unchanged; of rows
-    repeating a prompt, the first is kept.
-    """
-    from alignment.data import read_rows
-    from alignment.errors import DataError
-
-    prompts: dict[str, dict] = {}
-    for i, row in enumerate(read_rows(path), start=1):
-        if isinstance(row.get("prompt"), str):
-            text = row["prompt"]
-        elif isinstance(row.get("instruction"), str):
-            text = row["instruction"]
-            if row.get("input"):
-                text += "\n\n" + str(row["input"])
-        elif isinstance(row.get("messages"), list):
-            text = next((m.get("content") for m in row["messages"]
-                         if m.get("role") == "user"), None)
-        else:
-            text = None
-        if not text or not str(text).strip():
-            raise DataError(path, "no prompt text; give each row a `prompt` or "
-                                  "`instruction` string, or `messages` with a user turn",
-                            row=i, field="prompt")
-        text = str(text).strip()
-        if text not in prompts:  # one row per prompt: ids must be unique
-            extra = {k: v for k, v in row.items() if k not in PROMPT_FIELDS}
-            prompts[text] = {"prompt": text, **extra}
-        if limit is not None and len(prompts) >= limit:
-            break
-    return list(prompts.values())
-
+# ---------------------------------------------------------------- outputs
 
 def finish(rows: list[dict], args: argparse.Namespace, title: str, info: dict,
            text_of=None) -> Path:

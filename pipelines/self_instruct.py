@@ -14,7 +14,7 @@
 Both generation stages are distilabel pipelines with their own journal, so a killed
 run resumes at the stage and row where it stopped.
 
-    python pipelines/self_instruct.py --num-prompts 20 -o data/self_instruct.jsonl
+    python -m pipelines.self_instruct --num-prompts 20 -o data/self_instruct.jsonl
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from distilabel.pipeline import Pipeline
 from distilabel.steps import FormatTextGenerationSFT
 from distilabel.steps.tasks import SelfInstruct, TextGeneration
 
-from pipelines import runner
+from alignment.data import read_prompts
+from pipelines import DATA_DIR, runner
 from pipelines.llms import finish_column, sft_finish_fields
 
 NAME = "align-self-instruct"
@@ -149,7 +150,7 @@ def generate(seeds: list[str], llm, *, num_prompts: int = 4, per_prompt: int = 5
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="align generate self-instruct", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seed-tasks", default=str(runner.DATA_DIR / "seed_tasks.jsonl"),
+    p.add_argument("--seed-tasks", default=str(DATA_DIR / "seed_tasks.jsonl"),
                    help="seed task pool (instruction/prompt column; default: 26 shipped)")
     p.add_argument("--num-prompts", type=int, default=8, help="requests to the teacher")
     p.add_argument("--per-prompt", type=int, default=5, help="instructions per request")
@@ -162,7 +163,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    seeds = runner.read_prompts(args.seed_tasks)
+    seeds = read_prompts(args.seed_tasks)
     llm = runner.teacher(args)
     rows, counts = generate(seeds, llm, num_prompts=args.num_prompts,
                             per_prompt=args.per_prompt, examples=args.examples,

@@ -35,9 +35,6 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make `pipelines` and `alignment` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 
 # ------------------------------------------------------------------ the model worker
 

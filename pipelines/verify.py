@@ -20,7 +20,7 @@ card counts rows and responses and gives each check's pass rate. To mix these sc
 with an AI judge's, use ``align generate combine --normalize minmax --weights ...``.
 
 Run it as ``align generate verify IN -o OUT [--verifier SPEC ...]`` or
-``python pipelines/verify.py --help``.
+``python -m pipelines.verify --help``.
 """
 
 from __future__ import annotations
@@ -28,10 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: make `pipelines` and `alignment` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from alignment import verifiers
 from alignment.errors import ConfigError, DataError

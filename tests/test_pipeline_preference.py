@@ -7,7 +7,8 @@ import pytest
 from alignment.data import read_card, read_rows, validate_rows
 from alignment.errors import DataError
 from pipelines import cli
-from pipelines.common import CleanInstructions, load_seeds
+from pipelines.instructions import CleanInstructions
+from pipelines.preference import load_seeds
 from pipelines.preference import run_preference_pipeline
 
 
@@ -94,4 +95,5 @@ def test_rerun_with_other_settings_does_not_reuse_rows_and_same_run_resumes(tiny
     # the same run again is answered from its journal: identical rows, nothing regenerated
     again = read_rows(run_preference_pipeline(tmp_path / "c.jsonl", num_instructions=4, **common))
     assert again == second
+
 

@@ -82,3 +82,21 @@ def test_a_line_cut_short_by_a_kill_is_skipped_and_not_glued(tmp_path):
     journal.load()
     list(journal.process([{"id": "c", "order": [2]}]))
     assert [r["id"] for r in read_journal(path)] == ["a", "c"]
+
+
+def test_pipelines_choose_the_start_method_only_when_they_run():
+    # importing `pipelines` leaves multiprocessing alone; a run switches fork (fixed when
+    # distilabel.pipeline is imported) to a forkserver, distilabel's pool class included
+    code = """
+import multiprocessing as mp
+import pipelines, pipelines.quality, pipelines.feedback
+assert mp.get_start_method(allow_none=True) is None
+from pipelines import orca, runner
+runner.start_steps_from_forkserver()
+from distilabel.pipeline import local
+assert mp.get_start_method() == "forkserver", mp.get_start_method()
+assert local._NoDaemonContext._name == "forkserver"
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -186,7 +186,7 @@ def test_align_data_pairs_keep_truncated(tmp_path):
 def test_dry_run_rows_say_how_answers_ended_and_the_card_counts_them(tmp_path):
     from pipelines import orca
     from pipelines.fake import cut, fake_reply
-    from pipelines.runner import read_prompts
+    from alignment.data import read_prompts
 
     out = tmp_path / "orca.jsonl"
     # the fake teacher's tokens are words: 27 cuts some of its step-by-step answers

@@ -3,11 +3,15 @@
 Public API (other packages code against exactly these names):
 
 - :func:`read_rows`, :func:`write_rows`, :func:`write_card`, :func:`read_card` — disk I/O
+- :func:`read_as` — read any format and convert it to one of align's schemas
 - :func:`detect_format`, :func:`convert`, :data:`FORMATS` — formats (see ``formats.py``)
 - :func:`load_sft`, :func:`load_preferences`, :func:`load_kto`, :func:`load_ranked`,
   :func:`load_mixture` — read any format, convert, validate, return training data
 - :func:`ranked_to_pairs` — rankings -> preference pairs (see ``pairs.py``)
-- :func:`prompt_id` — the stable id of a prompt
+- :func:`read_prompts`, :func:`read_prompt_rows`, :func:`prompt_rows` — prompts from any
+  file, the one reader every command taking prompts uses (see ``prompts.py``)
+- :func:`prompt_id`, :func:`stable_hash` — the stable id of a prompt, and the same hash as
+  an integer for seeded choices
 - :func:`normalised`, :func:`dedup`, :func:`prompt_length_filter`, :func:`stats` — polars
   table work (``normalised`` is what every exact-duplicate check compares)
 
@@ -24,9 +28,10 @@ from typing import TYPE_CHECKING
 
 from alignment.data.filters import dedup, normalised, prompt_length_filter, stats
 from alignment.data.formats import (FAMILY, FORMATS, TARGETS, convert, detect_format,
-                                    prompt_id, validate_rows)
+                                    prompt_id, stable_hash, validate_rows)
 from alignment.data.io import read_card, read_rows, write_card, write_rows
 from alignment.data.pairs import STRATEGIES, ranked_to_pairs
+from alignment.data.prompts import is_prompt_list, prompt_rows, read_prompt_rows, read_prompts
 from alignment.errors import DataError
 
 if TYPE_CHECKING:
@@ -34,9 +39,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAMILY", "FORMATS", "STRATEGIES", "TARGETS", "convert", "dedup", "detect_format",
-    "load_kto", "load_mixture", "load_preferences", "load_ranked",
-    "load_rows", "load_sft", "normalised", "prompt_id", "prompt_length_filter", "ranked_to_pairs", "read_card", "read_rows",
-    "stats", "validate_rows", "write_card", "write_rows",
+    "is_prompt_list", "load_kto", "load_mixture", "load_preferences", "load_ranked",
+    "load_sft", "normalised", "prompt_id", "prompt_length_filter", "prompt_rows",
+    "ranked_to_pairs", "read_as", "read_card", "read_prompt_rows", "read_prompts",
+    "read_rows", "stable_hash", "stats", "validate_rows", "write_card", "write_rows",
 ]
 
 log = logging.getLogger(__name__)
@@ -50,7 +56,7 @@ _COLUMNS = {
 }
 
 
-def load_rows(path: str | Path, kind: str, **convert_options) -> list[dict]:
+def read_as(path: str | Path, kind: str, **convert_options) -> list[dict]:
     """Read ``path`` (any supported file or folder), convert to schema ``kind``, validate.
 
     ``convert_options`` go to :func:`convert` (``strategy``, ``margin``, ``seed``,
@@ -80,24 +86,24 @@ def _to_dataset(rows: list[dict], kind: str, path: object) -> "datasets.Dataset"
 
 def load_sft(path: str | Path) -> "datasets.Dataset":
     """Any SFT-able dataset -> ``Dataset`` with a ``messages`` column."""
-    return _to_dataset(load_rows(path, "sft"), "sft", path)
+    return _to_dataset(read_as(path, "sft"), "sft", path)
 
 
 def load_preferences(path: str | Path, strategy: str = "best-worst", margin: float = 0.0,
                      seed: int = 0) -> "datasets.Dataset":
     """Any preference or ranked dataset -> TRL ``prompt``/``chosen``/``rejected`` ``Dataset``."""
-    rows = load_rows(path, "preference", strategy=strategy, margin=margin, seed=seed)
+    rows = read_as(path, "preference", strategy=strategy, margin=margin, seed=seed)
     return _to_dataset(rows, "preference", path)
 
 
 def load_kto(path: str | Path) -> "datasets.Dataset":
     """Any KTO, preference or ranked dataset -> ``prompt``/``completion``/``label`` ``Dataset``."""
-    return _to_dataset(load_rows(path, "kto"), "kto", path)
+    return _to_dataset(read_as(path, "kto"), "kto", path)
 
 
 def load_ranked(path: str | Path) -> list[dict]:
     """Any ranked dataset (align, UltraFeedback, Nectar, HelpSteer, pairs) -> ranked rows."""
-    return load_rows(path, "ranked")
+    return read_as(path, "ranked")
 
 
 _WEIGHT = re.compile(r"^(?P<path>.+)@(?P<weight>\d+(\.\d*)?|\.\d+)$")
@@ -128,7 +134,7 @@ def load_mixture(specs: list[str], kind: str, seed: int = 0):
     mixed: list[dict] = []
     for spec in specs:
         path, weight = parse_mixture_spec(spec)
-        rows = load_rows(path, kind, seed=seed)
+        rows = read_as(path, kind, seed=seed)
         if weight is not None:
             n = round(weight * len(rows)) if weight <= 1 else int(weight)
             if n > len(rows):

@@ -79,6 +79,13 @@ def prompt_id(prompt: str | list) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
+def stable_hash(text: str) -> int:
+    """A stable integer of a text (Python's ``hash`` is salted per process): the first 64
+    bits of its sha1, the same bits :func:`prompt_id` writes in hex. Seeded choices that
+    must not depend on row order or process draw with it."""
+    return int(prompt_id(text), 16)
+
+
 def shown(value: Any, limit: int = 80) -> str:
     """``repr(value)`` cut to ``limit`` characters: an error quotes the value, not megabytes."""
     text = repr(value)

@@ -67,6 +67,18 @@ def read_rows(path: str | Path) -> list[dict]:
     return _read_file(base)
 
 
+def read_lines(path: str | Path) -> list[str]:
+    """The non-blank lines of a UTF-8 text file, stripped (a byte-order mark dropped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "no such file; check the path")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(path, f"cannot read the file ({e.strerror or e})") from None
+    return [line.strip() for line in _text(path, data).splitlines() if line.strip()]
+
+
 def _read_file(path: Path) -> list[dict]:
     suffix = path.suffix.lower()
     readers = {".jsonl": _read_jsonl, ".ndjson": _read_jsonl, ".json": _read_json,
