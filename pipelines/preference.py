@@ -49,8 +49,9 @@ class PreferenceConfig:
     self_instruct: bool = _opt(False, "have the teacher write new instructions from the "
                                "seeds (distilabel SelfInstruct) instead of using the seeds")
     instructions_per_seed: int = _opt(4, "instructions SelfInstruct asks for per seed")
-    teacher: str = _opt("smollm2", "teacher: bundled name, model folder or hub id; with "
-                        "--base-url, the model name the server serves")
+    # --model, as in every other pipeline; --teacher, its former name, still works
+    model: str = _opt("smollm2", "teacher: bundled name, model folder or hub id; with "
+                      "--base-url, the model name the server serves", aliases=("--teacher",))
     base_url: str | None = _opt(None, "OpenAI-compatible endpoint (vLLM, TGI, llama.cpp, "
                                 "OpenAI) for the teacher")
     api_key_env: str = _opt("OPENAI_API_KEY", "environment variable holding the API key")
@@ -99,7 +100,7 @@ def _teacher_factory(cfg: PreferenceConfig):
     threads = max(1, (os.cpu_count() or 2) // 2)
 
     def teacher(**gen):
-        return make_llm(cfg.teacher, cfg.base_url, cfg.api_key_env, batch_size=cfg.batch_size,
+        return make_llm(cfg.model, cfg.base_url, cfg.api_key_env, batch_size=cfg.batch_size,
                         num_threads=threads, seed=cfg.seed, **gen)
     return teacher, threads
 
@@ -219,7 +220,7 @@ def card_info(cfg: PreferenceConfig, seeds: list[str], counts: dict, seconds: fl
         templates["self_instruct"] = "distilabel SelfInstruct (self-instruct.jinja2)"
     return {
         "rows": counts["rows"],
-        "teacher": {"model": cfg.teacher, "base_url": cfg.base_url,
+        "teacher": {"model": cfg.model, "base_url": cfg.base_url,
                     "generation": {"num_responses": cfg.num_responses,
                                    "max_new_tokens": cfg.max_new_tokens,
                                    "temperature": cfg.temperature, "top_p": cfg.top_p,
@@ -281,7 +282,7 @@ def run_preference_pipeline(output: str | Path | None = None, **options) -> Path
         write_card(cfg.pairs, "align preference pairs", {
             "rows": len(pairs), "source": str(path), "strategy": cfg.pair_strategy,
             "keep_truncated": cfg.keep_truncated, "counts": pair_counts, "judge": cfg.judge,
-            "teacher": cfg.teacher})
+            "teacher": cfg.model})
     print(f"wrote {len(ranked)} ranked rows to {path} ({counts['judge_failures']} judge "
           f"failures, mean digit mass {counts['mean_digit_mass']}, "
           f"{counts['truncated_responses']} of {counts['responses']} responses cut off by "
@@ -304,6 +305,9 @@ def parser() -> argparse.ArgumentParser:
             if "nargs" in f.metadata:
                 kw["nargs"] = f.metadata["nargs"]
         ap.add_argument(*flags, **kw)
+        for alias in f.metadata.get("aliases", ()):  # accepted, not advertised
+            ap.add_argument(alias, dest=f.name, type=kw.get("type"), help=argparse.SUPPRESS,
+                            default=argparse.SUPPRESS)
     return ap
 
 

@@ -15,7 +15,7 @@ from pipelines.preference import run_preference_pipeline
 def test_tiny_model_end_to_end(tiny_model, tmp_path):
     out, pairs = tmp_path / "ranked.jsonl", tmp_path / "pairs.jsonl"
     path = run_preference_pipeline(
-        out, teacher=str(tiny_model), judge=str(tiny_model), num_instructions=3,
+        out, model=str(tiny_model), judge=str(tiny_model), num_instructions=3,
         num_responses=3, max_new_tokens=6, batch_size=2, judge_batch_size=4,
         pairs=str(pairs), keep_truncated=True)  # 6 tokens cut off most answers
     assert path == out
@@ -87,7 +87,7 @@ def test_smollm2_end_to_end(smollm2, tmp_path):
 
 def test_rerun_with_other_settings_does_not_reuse_rows_and_same_run_resumes(tiny_model, tmp_path):
     """distilabel leaves a loader's data out of its cache key; ours must not mix runs."""
-    common = dict(teacher=str(tiny_model), judge=str(tiny_model), num_responses=2,
+    common = dict(model=str(tiny_model), judge=str(tiny_model), num_responses=2,
                   max_new_tokens=4, batch_size=2)
     first = read_rows(run_preference_pipeline(tmp_path / "a.jsonl", num_instructions=2, **common))
     second = read_rows(run_preference_pipeline(tmp_path / "b.jsonl", num_instructions=4, **common))
@@ -97,3 +97,12 @@ def test_rerun_with_other_settings_does_not_reuse_rows_and_same_run_resumes(tiny
     assert again == second
 
 
+
+def test_the_teacher_is_model_as_in_every_pipeline():
+    from pipelines.preference import parser
+
+    ap = parser()
+    assert ap.parse_args(["--model", "m"]).model == "m"
+    assert ap.parse_args(["--teacher", "m"]).model == "m"  # its former name still works
+    assert ap.parse_args([]).model == "smollm2"
+    assert "--teacher" not in ap.format_help() and "--model" in ap.format_help()
