@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0
     if argv[0] in ("-V", "--version"):
-        from importlib.metadata import version
+        from alignment import __version__
 
-        print(f"align {version('align')}")
+        print(f"align {__version__}")
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:

@@ -210,6 +210,8 @@ def to_ranked(rows: list[dict], counts: dict) -> list[dict]:
 def card_info(cfg: PreferenceConfig, seeds: list[str], counts: dict, seconds: float) -> dict:
     from importlib.metadata import version
 
+    from alignment import __version__
+
     from alignment.rubrics import RATING_JUDGE_TEMPLATE, RATING_PREFIX, RATING_RUBRICS
 
     templates = {"responses": "{{ instruction }} (distilabel TextGeneration, chat template "
@@ -232,7 +234,7 @@ def card_info(cfg: PreferenceConfig, seeds: list[str], counts: dict, seconds: fl
         "seeds": {"file": cfg.seeds, "used": len(seeds), "self_instruct": cfg.self_instruct},
         "counts": counts,
         "config": asdict(cfg),
-        "software": {"distilabel": version("distilabel"), "align": version("align")},
+        "software": {"distilabel": version("distilabel"), "align": __version__},
         "seconds": round(seconds, 1),
     }
 

@@ -100,7 +100,7 @@ def teacher_args(parser: argparse.ArgumentParser, *, multi_model: bool = False) 
     r.add_argument("--ray", action="store_true",
                    help="run on Ray via distilabel's pipeline.ray(): a local Ray started for "
                         "this run (ALIGN_RAY_CPUS caps its CPUs), or the running cluster "
-                        "named by RAY_ADDRESS (needs `pip install align[ray]`)")
+                        "named by RAY_ADDRESS (needs `pip install 'align-rlhf[ray]'`)")
     q = parser.add_argument_group("quality filters (applied to the final rows)")
     q.add_argument("--dedup", action="store_true", help="drop exact duplicates (normalised)")
     q.add_argument("--near-dedup", type=float, default=None, metavar="JACCARD",
@@ -280,7 +280,7 @@ def ray_cluster() -> Iterator[None]:
     try:
         import ray
     except ImportError:
-        raise ConfigError("--ray needs Ray: pip install 'align[ray]' (then set "
+        raise ConfigError("--ray needs Ray: pip install 'align-rlhf[ray]' (then set "
                           "RAY_ADDRESS to use a running cluster)") from None
     if ray.is_initialized():
         yield

@@ -16,7 +16,7 @@ gpu_only = [
                        reason="QLoRA is a GPU feature: bitsandbytes' 4-bit CPU kernels lose LoRA "
                               "gradients, so align refuses it on CPU (tested in test_dpo.py)"),
     pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None,
-                       reason="QLoRA needs bitsandbytes: pip install 'align[gpu]'"),
+                       reason="QLoRA needs bitsandbytes: pip install 'align-rlhf[gpu]'"),
 ]
 
 
