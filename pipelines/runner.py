@@ -449,7 +449,11 @@ class _LineFilter(io.TextIOBase):
         self.stream.flush()
 
     def isatty(self) -> bool:  # rich decides on colours and width from these
-        return self.stream.isatty()
+        return not self.closed and self.stream.isatty()
+
+    @property
+    def closed(self) -> bool:  # exit hooks (Ray's colorama) ask after the stream is gone
+        return getattr(self.stream, "closed", False)
 
     def fileno(self) -> int:
         return self.stream.fileno()

@@ -52,7 +52,7 @@ def processes_with(marker: str) -> list[int]:
 
 def test_without_ray_the_error_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets without Ray
-    with pytest.raises(ConfigError, match=r"pip install 'align\[ray\]'"):
+    with pytest.raises(ConfigError, match=r"pip install 'align-rlhf\[ray\]'"):
         with runner.ray_cluster():
             pass
 
