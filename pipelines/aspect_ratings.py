@@ -9,14 +9,15 @@ prompt per response and aspect; two presets of rubrics (``alignment.rubrics``):
 
     ranked dataset ──► AspectRatingStep (per response × aspect) ──► ranked dataset + card
 
-Run them as ``align generate ultrafeedback IN -o OUT`` and ``align generate helpsteer IN
--o OUT`` (or ``python -m pipelines.aspect_ratings ultrafeedback|helpsteer ...``).
+Run them as ``align generate ultrafeedback IN -o OUT`` and ``align generate helpsteer
+IN -o OUT`` (or ``python -m pipelines.aspect_ratings ultrafeedback|helpsteer ...``).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from dataclasses import dataclass
 
 from alignment import rubrics
@@ -98,7 +99,8 @@ def parser(name: str) -> argparse.ArgumentParser:
     from pipelines.feedback import judge_args
 
     preset = PRESETS[name]
-    ap = argparse.ArgumentParser(prog=f"align generate {name}", description=preset.description,
+    text = "\n\n".join(textwrap.fill(p, 88) for p in preset.description.split("\n\n"))
+    ap = argparse.ArgumentParser(prog=f"align generate {name}", description=text,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     judge_args(ap)
     ap.add_argument("--aspects", nargs="+", default=list(preset.aspects),

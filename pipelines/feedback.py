@@ -1,6 +1,7 @@
 """What the AI-feedback pipelines share: rendering judge prompts (their texts live in
-``alignment.rubrics``) and their strict parsers, the
-in-process probability readers, asking an endpoint, and running a judging step.
+``alignment.rubrics``) and their strict parsers, the in-process probability readers,
+asking an endpoint, running a judging step, and the rating steps (``RatingJudgeStep``
+of the preference pipeline, ``AspectRatingStep`` of ultrafeedback and helpsteer).
 
 Two ways to get a verdict, one rule for failures:
 
