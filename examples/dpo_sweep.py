@@ -27,14 +27,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # name -> `align dpo` flags (on top of the command's own defaults)
 CONFIGS: dict[str, str] = {
-    "lr5e-5": "--learning_rate 5e-5",
-    "lr2e-4": "--learning_rate 2e-4",
-    "lr5e-4": "--learning_rate 5e-4",
-    "lr2e-4-3ep": "--learning_rate 2e-4 --num_train_epochs 3",
-    "lr2e-4-all-linear": "--learning_rate 2e-4 --lora_target_modules all-linear",
-    "lr2e-4-beta0.5": "--learning_rate 2e-4 --beta 0.5",
-    "lr2e-4-const": "--learning_rate 2e-4 --lr_scheduler_type constant_with_warmup "
-                    "--warmup_ratio 0.1",
+    "old-default": "--learning_rate 5e-5",
+    "lr5e-4-2ep": "--learning_rate 5e-4 --num_train_epochs 2",
+    "lr5e-4-2ep-beta0.5": "--learning_rate 5e-4 --num_train_epochs 2 --beta 0.5",
+    "lr5e-4-2ep-beta0.5-all-linear": "--learning_rate 5e-4 --num_train_epochs 2 --beta 0.5 "
+                                     "--lora_target_modules all-linear",
+    "lr5e-4-2ep-beta0.5-all-linear-sft": "--learning_rate 5e-4 --num_train_epochs 2 --beta 0.5 "
+                                         "--lora_target_modules all-linear "
+                                         "--loss_type sigmoid sft --loss_weights 1 1",
+    "lr1e-3-3ep-beta0.5-all-linear": "--learning_rate 1e-3 --num_train_epochs 3 --beta 0.5 "
+                                     "--lora_target_modules all-linear",
 }
 
 
