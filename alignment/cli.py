@@ -8,6 +8,7 @@ test suite can walk every command.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 # name -> (module, one-line help)
@@ -53,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"align: unknown command '{name}'\n\n{_usage()}", file=sys.stderr)
         return 2
+    if "--verbose" not in rest:
+        # transformers draws a "Loading weights" bar for every model it loads (through
+        # huggingface_hub's switch, read once at import); align's own bars say what runs
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     module = importlib.import_module(COMMANDS[name][0])
     from alignment.errors import AlignError
 
