@@ -407,7 +407,7 @@ def _jsonable_result(result: dict) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="align eval", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="align eval", description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--model", required=True,
                         help="a training run's output dir (LoRA adapter) or a full model")
     parser.add_argument("--base", help="the reference model (default: the adapter's base)")

@@ -22,6 +22,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# every constraint template of `align generate constraints` except the arithmetic problems
+FORMAT_CONSTRAINTS = ("lowercase", "uppercase", "max_words", "one_sentence", "max_sentences",
+                      "starts_with", "ends_with", "no_commas", "keyword", "bullets", "quoted",
+                      "json")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -33,6 +37,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="AI judge: scores the candidates beside the verifiers and judges the "
                          "held-out win rate (e.g. qwen-judge after `make judge-model`); "
                          "default: verifiers score, the bundled smollm2 judges the win rate")
+    ap.add_argument("--constraints", nargs="+", default=list(FORMAT_CONSTRAINTS), metavar="ID",
+                    help="constraint types of the prompts (default: the twelve format "
+                         "constraints; add final_answer for the arithmetic word problems, "
+                         "which a 135M model does not learn in two short rounds)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--prompts-per-round", type=int, default=64)
     ap.add_argument("--candidates", type=int, default=4)
@@ -76,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
 
     t = step("2/3 prompts with checkable constraints, split by task")
     prompts = out / "constraints"
-    run_align(["generate", "constraints", "-o", str(prompts), "--seed", str(args.seed)])
+    run_align(["generate", "constraints", "-o", str(prompts), "--seed", str(args.seed),
+               "--only", *args.constraints])
     print(f"({time.time() - t:.0f}s)")
 
     t = step(f"3/3 {args.rounds} on-policy round(s): sample, verify, pair, DPO, evaluate")

@@ -25,18 +25,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# name -> `align dpo` flags (on top of the command's own defaults)
+def _flags(lr: str, epochs: int, beta: float, modules: str | None, sft: bool) -> str:
+    flags = f"--learning_rate {lr} --num_train_epochs {epochs} --beta {beta}"
+    flags += f" --lora_target_modules {modules}" if modules else " --lora_target_modules q_proj v_proj"
+    return flags + (" --loss_type sigmoid sft --loss_weights 1 1" if sft else " --loss_type sigmoid")
+
+
+# name -> `align dpo` flags; every setting the sweep varies is spelled out, so the table
+# stays reproducible whatever `align dpo`'s defaults are
 CONFIGS: dict[str, str] = {
-    "old-default": "--learning_rate 5e-5",
-    "lr5e-4-2ep": "--learning_rate 5e-4 --num_train_epochs 2",
-    "lr5e-4-2ep-beta0.5": "--learning_rate 5e-4 --num_train_epochs 2 --beta 0.5",
-    "lr5e-4-2ep-beta0.5-all-linear": "--learning_rate 5e-4 --num_train_epochs 2 --beta 0.5 "
-                                     "--lora_target_modules all-linear",
-    "lr5e-4-2ep-beta0.5-all-linear-sft": "--learning_rate 5e-4 --num_train_epochs 2 --beta 0.5 "
-                                         "--lora_target_modules all-linear "
-                                         "--loss_type sigmoid sft --loss_weights 1 1",
-    "lr1e-3-3ep-beta0.5-all-linear": "--learning_rate 1e-3 --num_train_epochs 3 --beta 0.5 "
-                                     "--lora_target_modules all-linear",
+    "lr5e-5-1ep-b0.1-qv": _flags("5e-5", 1, 0.1, None, False),
+    "lr5e-4-2ep-b0.1-qv": _flags("5e-4", 2, 0.1, None, False),
+    "lr5e-4-2ep-b0.5-qv": _flags("5e-4", 2, 0.5, None, False),
+    "lr5e-4-2ep-b0.5-all": _flags("5e-4", 2, 0.5, "all-linear", False),
+    "lr5e-4-2ep-b0.5-all-sft": _flags("5e-4", 2, 0.5, "all-linear", True),
+    "lr1e-3-2ep-b0.5-all-sft": _flags("1e-3", 2, 0.5, "all-linear", True),
 }
 
 

@@ -33,6 +33,10 @@ def test_demo_loop_on_tiny_models(demo_module, tiny_model, tmp_path, capsys):
     train = read_rows(out / "constraints" / "train.jsonl")
     held = read_rows(out / "constraints" / "heldout.jsonl")
     assert not {r["task_id"] for r in train} & {r["task_id"] for r in held}
+    # the demo's prompts carry the format constraints only, no arithmetic problems
+    names = {spec["name"] for r in train + held for spec in r["verifiers"]}
+    assert "final_answer" not in names and {"lowercase", "quoted", "json_keys"} <= names
+    assert len(held) >= 40
     for k in (1, 2):
         pairs = read_rows(out / "loop" / f"round-{k}" / "pairs.jsonl")
         assert pairs and all(p["score_chosen"] > p["score_rejected"] for p in pairs)
