@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "loop": ("alignment.recipes.loop", "on-policy rounds: sample, verify, pair, DPO, evaluate"),
     "eval": ("alignment.evaluate", "preference accuracy, reward margins and win rate"),
     "report": ("alignment.report", "render a run's plots and summary again"),
+    "probe": ("alignment.probe", "linear probes per layer: do hidden states encode a label?"),
 }
 
 

@@ -366,6 +366,13 @@ def _atomic_file(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def write_file(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Write one file atomically: ``write(tmp)`` fills a temporary file beside ``path``
+    (its name does not end in the target's suffix: tell a writer the format), which then
+    replaces ``path``."""
+    return _atomic_file(Path(path), write)
+
+
 def _umask() -> int:
     """The process's umask (reading it means setting it: put it straight back)."""
     mask = os.umask(0)
