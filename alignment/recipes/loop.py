@@ -47,6 +47,14 @@ from alignment.errors import ConfigError
 STAGES = ("candidates", "scored", "pairs", "dpo", "eval")
 
 
+# `align dpo` settings of every round, from a measured sweep on the bundled model's
+# round-1 pairs (README, "Choosing the loop's DPO settings"): a higher rate, two epochs,
+# beta 0.5, LoRA on every linear layer and the chosen answers' NLL beside the DPO loss
+LOOP_DPO = ["--learning_rate", "5e-4", "--num_train_epochs", "2", "--beta", "0.5",
+            "--lora_target_modules", "all-linear", "--loss_type", "sigmoid", "sft",
+            "--loss_weights", "1", "1"]
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="align loop", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -84,7 +92,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--win-rate-judge", default="smollm2",
                    help="judge of the held-out win rate (both orders); `none` to skip")
     p.add_argument("--dpo", default="", metavar="FLAGS",
-                   help="extra `align dpo` flags for every round, as one string "
+                   help="extra `align dpo` flags for every round, as one string, after the "
+                        "loop's own (" + " ".join(LOOP_DPO) + "), so they win "
                         "(e.g. \"--beta 0.1 --learning_rate 1e-4\")")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fresh", action="store_true", help="delete OUTPUT and start over")
@@ -119,7 +128,7 @@ def main(argv: list[str]) -> int:
         base = resolve_model(args.model)
     except ModelNotAvailable as e:
         raise ConfigError(str(e)) from None
-    dpo_flags = shlex.split(args.dpo)
+    dpo_flags = LOOP_DPO + shlex.split(args.dpo)
     out = Path(args.output)
     state = _start(out, args, base)
 
