@@ -40,9 +40,18 @@ class Generation:
 
 def pick_dtype() -> tuple[str, str]:
     """(dtype name, why) for inference on this machine: bf16 where the CPU multiplies it
-    natively or a GPU is present, float32 elsewhere (emulated bf16 is slower than fp32)."""
+    natively or a GPU is present, float32 elsewhere (emulated bf16 is slower than fp32).
+    ``ALIGN_DTYPE=float32|bfloat16`` overrides the choice (exact comparisons, debugging)."""
+    import os
+
+    from alignment.errors import ConfigError
     from alignment.training import cpu_has_fast_bf16, has_accelerator
 
+    forced = os.environ.get("ALIGN_DTYPE", "").strip().lower()
+    if forced in ("float32", "bfloat16"):
+        return forced, "ALIGN_DTYPE asks for it"
+    if forced:
+        raise ConfigError(f"ALIGN_DTYPE={forced!r}: use float32 or bfloat16 (or unset it)")
     if has_accelerator():
         return "bfloat16", "a GPU is present"
     if cpu_has_fast_bf16():

@@ -7,6 +7,13 @@ import pytest
 
 from alignment.data import read_card, read_rows, write_rows
 
+
+@pytest.fixture(autouse=True)
+def _float32(monkeypatch):
+    # exact-logit fixtures and greedy-equality checks compare to the last digit: run them in
+    # float32 on every CPU (bf16 CPUs would otherwise pick bf16 and round the logits)
+    monkeypatch.setenv("ALIGN_DTYPE", "float32")
+
 ROWS = [
     {"id": "a1", "prompt": "What is 2+2?", "responses": ["4", "5", "Four."],
      "models": ["m1", "m2", "m3"], "scores": [None] * 3, "judge": "none",

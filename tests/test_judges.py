@@ -10,6 +10,13 @@ from alignment.errors import ConfigError
 from alignment.judges import RatingJudge
 
 
+@pytest.fixture(autouse=True)
+def _float32(monkeypatch):
+    # exact-logit fixtures and greedy-equality checks compare to the last digit: run them in
+    # float32 on every CPU (bf16 CPUs would otherwise pick bf16 and round the logits)
+    monkeypatch.setenv("ALIGN_DTYPE", "float32")
+
+
 def _digit_model(tiny_model: Path, out: Path, logits: dict[str, float]) -> Path:
     """The tiny model rewired so its next-token logits are exactly ``logits`` (0 elsewhere).
 

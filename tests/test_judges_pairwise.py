@@ -10,6 +10,13 @@ import pytest
 from alignment.judges import PairwiseJudge
 from tests.test_judges import _digit_model
 
+
+@pytest.fixture(autouse=True)
+def _float32(monkeypatch):
+    # exact-logit fixtures and greedy-equality checks compare to the last digit: run them in
+    # float32 on every CPU (bf16 CPUs would otherwise pick bf16 and round the logits)
+    monkeypatch.setenv("ALIGN_DTYPE", "float32")
+
 QUESTION, GOOD, BAD = "What is the capital of France?", "Paris", "dog"
 
 
