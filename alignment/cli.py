@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("alignment.commands.models", "prepare and list the bundled offline models"),
     "data": ("alignment.commands.data", "inspect and convert datasets (inspect, convert, pairs)"),
     "generate": ("pipelines.cli", "run a distillation or AI-feedback pipeline"),
-    "annotate": ("annotation.cli", "human annotation in Argilla (serve, push, pull)"),
+    "annotate": ("annotation.cli", "human annotation in Argilla (serve, push, pull, calibrate)"),
     "sft": ("alignment.recipes.sft", "supervised fine-tuning"),
     "rm": ("alignment.recipes.rm", "train a reward model on preference pairs"),
     "rloo": ("alignment.recipes.rloo", "RLOO against a reward model"),

@@ -55,6 +55,15 @@ def majority(rankings: list[Ranking], options: list[str]) -> tuple[str | None, b
     return winner, bool(winner and most > len(rankings) / 2), dict(votes)
 
 
+def unique_best(values: dict, higher: bool) -> str | None:
+    """The one key with the best value, or None when several share it (or none given)."""
+    if not values:
+        return None
+    best = max(values.values()) if higher else min(values.values())
+    tops = [k for k, v in values.items() if v == best]
+    return tops[0] if len(tops) == 1 else None
+
+
 def mean(values: Iterable[float | None]) -> float | None:
     xs = [v for v in values if v is not None and not math.isnan(v)]
     return sum(xs) / len(xs) if xs else None

@@ -5,6 +5,8 @@
     align annotate push RANKED --dataset-name NAME [--workspace W] [--users users.yaml]
                         [--min-submitted 2] [--update]
     align annotate pull --dataset-name NAME --output PAIRS.jsonl [--report DIR]
+    align annotate calibrate --input DIR/records.jsonl [--judges [NAME=]RANKED ...]
+                             [--output calibration.json] [--plot calibration.png]
 
 push/pull talk to the local server by default, or to any Argilla 2.x given by
 ``--url`` / ``ARGILLA_API_URL`` with ``ARGILLA_API_KEY``.
@@ -82,6 +84,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--min-annotators", type=int, default=1,
                    help="records with fewer submitted rankings give no pairs")
     _connection_args(p)
+
+    p = sub.add_parser("calibrate", help="how well each AI judge agrees with the annotators: "
+                                         "Kendall tau, top-1 agreement, reliability curve")
+    p.add_argument("--input", required=True,
+                   help="records.jsonl of `pull --report DIR` (annotators' rankings per record)")
+    p.add_argument("--judges", nargs="+", default=[], metavar="[NAME=]RANKED",
+                   help="more judges: ranked files scoring the same records (matched by id)")
+    p.add_argument("--output", help="figures as JSON (default: calibration.json beside --input)")
+    p.add_argument("--plot", help="reliability plot PNG (default: --output with .png)")
+    p.add_argument("--bins", type=int, default=5, help="bins of the judge's score margin")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     return parser
 
 
@@ -154,6 +168,19 @@ def _pull(args) -> int:
     return 0 if pairs else 1
 
 
+def _calibrate(args) -> int:
+    from alignment.errors import ConfigError
+    from annotation import calibration
+
+    if args.bins < 1 or args.resamples < 1:
+        raise ConfigError("--bins and --resamples must be at least 1")
+    result, json_path, png = calibration.run(args.input, args.judges, args.output, args.plot,
+                                             args.bins, args.seed, args.resamples)
+    print(calibration.format_table(result))
+    print(f"figures: {json_path}\nplot: {png}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
@@ -173,4 +200,6 @@ def main(argv: list[str]) -> int:
         return 0
     if args.command == "push":
         return _push(args)
+    if args.command == "calibrate":
+        return _calibrate(args)
     return _pull(args)

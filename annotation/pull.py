@@ -114,21 +114,13 @@ def aggregate(records: list[PulledRecord]) -> None:
                                                 [-r.judge_ranks[o] for o in r.options])
 
 
-def _unique_best(values: dict, higher: bool) -> str | None:
-    if not values:
-        return None
-    best = max(values.values()) if higher else min(values.values())
-    tops = [k for k, v in values.items() if v == best]
-    return tops[0] if len(tops) == 1 else None
-
-
 def summary(records: list[PulledRecord]) -> dict:
     annotated = [r for r in records if r.rankings]
     annotators = sorted({a for r in records for a in r.rankings})
     same_best = []
     for r in annotated:
-        human = _unique_best(r.borda, higher=True)
-        judge = _unique_best(r.judge_ranks or {}, higher=False)
+        human = ag.unique_best(r.borda, higher=True)
+        judge = ag.unique_best(r.judge_ranks or {}, higher=False)
         if human and judge:
             same_best.append(human == judge)
     return {
@@ -176,10 +168,13 @@ def write_pairs(pairs: list[dict], path: str | os.PathLike) -> Path:
 
 
 def records_table(records: list[PulledRecord]) -> list[dict]:
-    """One row per annotated record, for the report folder."""
-    return [{"id": r.id, "annotators": sorted(r.rankings), "rankings": r.rankings,
+    """One row per annotated record, for the report folder (and ``align annotate
+    calibrate``, which reads the options, responses and judge scores back)."""
+    return [{"id": r.id, "options": r.options, "responses": r.responses,
+             "annotators": sorted(r.rankings), "rankings": r.rankings,
              "borda": r.borda, "order": r.order, "majority": r.majority,
              "majority_absolute": r.majority_absolute, "kendall_w": r.kendall_w,
-             "judge_ranks": r.judge_ranks, "tau_human_vs_judge": r.tau_judge,
+             "judge_ranks": r.judge_ranks, "judge_scores": r.judge_scores,
+             "tau_human_vs_judge": r.tau_judge,
              "best_quality": r.ratings, "comments": r.comments}
             for r in records if r.rankings]
