@@ -121,7 +121,7 @@ def judges_in_rows(records: list[HumanRecord], rows: list[dict], path: object
         if (scores is None or all(s is None for s in scores)) and row.get("judge_ranks"):
             ranks = _scores(row["judge_ranks"], rec.options, path, rec.row, "judge_ranks")
             scores = [None if r is None else -r for r in ranks]  # rank 1 scores highest
-        if scores is not None:
+        if scores is not None and any(s is not None for s in scores):
             name = str(row.get("judge") or "judge")
             judges.setdefault(name, {})[rec.id] = scores
         for key, value in row.items():

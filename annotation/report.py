@@ -81,7 +81,8 @@ def write_report(folder: str | Path, dataset: dict, records: list[PulledRecord],
         "",
         f"![agreement and score distributions]({png.name})",
         "",
-        "Per-record aggregates: `records.jsonl`.",
+        "Per-record aggregates: `records.jsonl`; how well each AI judge agrees with the "
+        "annotators: `align annotate calibrate --input records.jsonl`.",
     ]
     md = folder / "README.md"
     md.write_text("\n".join(lines) + "\n")

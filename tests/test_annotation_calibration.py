@@ -53,11 +53,13 @@ def test_matching_reversed_and_random_judges(tmp_path, capsys):
     for row, truth in zip(rows, truths):
         row["judge_scores_matching"] = truth
         row["judge_scores_reversed"] = [-q for q in truth]
+        row["judge_scores_noisy"] = [q + rng.gauss(0, 3) for q in truth]
         row["judge_scores_random"] = [rng.random() for _ in truth]
     src = _write(tmp_path / "records.jsonl", rows)
-    assert align(["annotate", "calibrate", "--input", src, "--resamples", "500"]) == 0
+    assert align(["annotate", "calibrate", "--input", src]) == 0
     out = capsys.readouterr().out
     assert "best agreement with the annotators: matching" in out
+    assert "noisy     40       0.558 [0.425, 0.675]" in out  # the README quotes this table
 
     result = json.loads((tmp_path / "calibration.json").read_text())
     judges = _by_judge(result)
@@ -69,7 +71,9 @@ def test_matching_reversed_and_random_judges(tmp_path, capsys):
     assert judges["reversed"]["top1_agreement"]["mean"] == pytest.approx(0.0)
     rand = judges["random"]["kendall_tau"]
     assert abs(rand["mean"]) < 0.25 and rand["ci95"][0] < 0 < rand["ci95"][1]
-    assert [f["judge"] for f in result["judges"]] == ["matching", "random", "reversed"]
+    noisy = judges["noisy"]["kendall_tau"]
+    assert 0.3 < noisy["mean"] < 0.8 and noisy["ci95"][0] > rand["ci95"][1]
+    assert [f["judge"] for f in result["judges"]] == ["matching", "noisy", "random", "reversed"]
     assert result["best_judge"] == "matching"
     assert len(judges["matching"]["per_record"]) == 40
 
@@ -78,6 +82,9 @@ def test_matching_reversed_and_random_judges(tmp_path, capsys):
     assert sum(b["pairs"] for b in curve) == 40 * 6
     assert all(b["human_agree_rate"] > 0.6 for b in curve)
     assert all(b["human_agree_rate"] < 0.4 for b in judges["reversed"]["reliability"])
+    # a noisy judge's wide margins are right more often than its narrow ones
+    noisy_curve = judges["noisy"]["reliability"]
+    assert noisy_curve[-1]["human_agree_rate"] > noisy_curve[0]["human_agree_rate"]
     png = tmp_path / "calibration.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary behind
@@ -165,3 +172,14 @@ def test_ranked_file_without_common_records_exits_2(tmp_path, capsys):
                                            "scores": [1, 2, 3, 4]}])
     assert align(["annotate", "calibrate", "--input", src, "--judges", bad]) == 2
     assert "bad.jsonl row 1: field `responses`: the responses differ" in capsys.readouterr().err
+
+
+def test_bad_options_exit_2(tmp_path, capsys):
+    rows, truths = _records(3)
+    for row, truth in zip(rows, truths):
+        row["judge_scores"] = truth
+    src = _write(tmp_path / "records.jsonl", rows)
+    assert align(["annotate", "calibrate", "--input", src, "--bins", "0"]) == 2
+    assert "--bins" in capsys.readouterr().err
+    assert align(["annotate", "calibrate", "--input", str(tmp_path / "none.jsonl")]) == 2
+    assert "none.jsonl: no such file" in capsys.readouterr().err

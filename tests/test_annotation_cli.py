@@ -14,7 +14,7 @@ from annotation.users import load_users
 
 
 @pytest.mark.parametrize("argv", [["--help"], *[[c, "--help"] for c in (
-    "serve", "stop", "status", "reindex", "push", "pull")]])
+    "serve", "stop", "status", "reindex", "push", "pull", "calibrate")]])
 def test_help(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
