@@ -12,6 +12,9 @@ Precedence: dataclass defaults < align's working defaults (printed at start) < Y
 The model is named with ``--model`` (a bundled name, a local folder or a hub id);
 ``--model_name_or_path`` is accepted as an alias. With LoRA (the default) the reference
 model is the same base with its adapters switched off, so only one copy is in memory.
+Its log-probs of every pair are computed once, before training, and cached on disk
+(``--reference_cache``): a run on the same pairs with another ``beta`` or ``loss_type``,
+or a resumed one, loads them instead of running the reference again.
 
 Writes to the output dir: the adapter (or full model) and tokenizer, ``metrics.json``,
 a model card ``README.md``, ``training_curves.png`` and ``eval_pairs.jsonl`` (the pairs
@@ -23,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alignment import training
+from alignment import reference_cache, training
 from alignment.errors import ConfigError
 from alignment.recipes._args import PairArguments
 
@@ -42,6 +45,13 @@ class ScriptArguments(PairArguments):
                 "with a mask keeping the answers apart: the loss of TRL's layout (which runs "
                 "the prompt twice and pads the shorter answer) with less compute. Used with "
                 "sdpa or eager attention; false keeps TRL's layout."})
+    reference_cache: str = field(default="on", metadata={
+        "help": "Compute the reference model's log-probs of every pair once, before training, "
+                "and keep them on disk, keyed by the reference weights, the pairs' tokens and "
+                "the truncation settings: another run on the same pairs (another beta or "
+                "loss_type, a resumed run) loads them. `on` keeps them in "
+                "ALIGN_HOME/reference, a folder keeps them there, `off` lets TRL run the "
+                "reference on every batch (or once, with --precompute_ref_log_probs)."})
 
 
 def _defaults(values) -> training.Defaults:
@@ -86,6 +96,10 @@ def main(argv: list[str]) -> int:
         raise ConfigError("--sync_ref_model needs a separate reference model, which LoRA "
                           "does not keep; drop it or set --use_peft false")
     training.check_eval_source(script, config)
+    cache = reference_cache.folder(script.reference_cache)
+    if cache is not None and (reason := reference_cache.unsupported(config)) is not None:
+        print(f"align dpo: reference log-probs not cached ({reason})")
+        cache = None
     model_path = training.resolve_model_spec(script.model, model_args)
     resume = training.resume_checkpoint(config)
     if script.init_adapter:
@@ -114,7 +128,11 @@ def main(argv: list[str]) -> int:
         training.resolve_lora_targets(model_args, model)
         peft_config = get_peft_config(model_args)
     # ref_model=None: with LoRA TRL computes the reference log-probs on this same model
-    # with the adapters disabled; for a full fine-tune it loads a second copy.
+    # with the adapters disabled; for a full fine-tune it loads a second copy. With the
+    # cache the log-probs are attached after the trainer is built (see reference_cache),
+    # so TRL must not compute them in __init__ as well.
+    if cache is not None:
+        config.precompute_ref_log_probs = False
     trainer = DPOTrainer(model=model, ref_model=None, args=config,
                          train_dataset=train_pairs, eval_dataset=eval_pairs,
                          processing_class=tokenizer, peft_config=peft_config)
@@ -124,6 +142,11 @@ def main(argv: list[str]) -> int:
         reason = shared_prompt.enable(trainer)
         print("align dpo: " + ("each pair runs as one sequence (prompt computed once)" if reason is None
                               else f"pairs use TRL's layout ({reason})"))
+    # after enable(), so that a missing entry is computed with the faster forward too
+    references = ([] if cache is None
+                  else reference_cache.attach(trainer, cache, model_path, model_args))
+    for entry in references:
+        print("align dpo: " + entry.describe())
     if model_args.use_peft:
         trainer.model.print_trainable_parameters()
 
@@ -136,7 +159,9 @@ def main(argv: list[str]) -> int:
         run, script, model_args, config, method="dpo", train_data=train_pairs,
         eval_data=eval_pairs, save_eval_pairs=True,
         metrics={"train_pairs": len(train_pairs),
-                 "eval_pairs": len(eval_pairs) if eval_pairs is not None else 0},
+                 "eval_pairs": len(eval_pairs) if eval_pairs is not None else 0,
+                 **({"reference_cache": {e.split: e.as_dict() for e in references}}
+                    if references else {})},
         hyperparameters={
             "beta": config.beta, "loss_type": config.loss_type,
             "learning_rate": config.learning_rate, "epochs": config.num_train_epochs,
