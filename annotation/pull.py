@@ -39,6 +39,7 @@ class PulledRecord:
     majority_absolute: bool = False
     kendall_w: float | None = None
     tau_judge: float | None = None
+    judge: str | None = None  # the suggesting judge's agent name
 
 
 def _ranking(value: list[dict]) -> ag.Ranking:
@@ -81,6 +82,7 @@ def fetch(client: ArgillaClient, dataset_name: str,
         for s in r.get("suggestions") or []:
             if by_id.get(s["question_id"]) == rec.RANKING:
                 pulled.judge_ranks = _ranking(s["value"])
+                pulled.judge = s.get("agent")
         for resp in r.get("responses") or []:
             if resp["status"] == "discarded":
                 pulled.discarded += 1
@@ -174,7 +176,7 @@ def records_table(records: list[PulledRecord]) -> list[dict]:
              "annotators": sorted(r.rankings), "rankings": r.rankings,
              "borda": r.borda, "order": r.order, "majority": r.majority,
              "majority_absolute": r.majority_absolute, "kendall_w": r.kendall_w,
-             "judge_ranks": r.judge_ranks, "judge_scores": r.judge_scores,
+             "judge": r.judge, "judge_ranks": r.judge_ranks, "judge_scores": r.judge_scores,
              "tau_human_vs_judge": r.tau_judge,
              "best_quality": r.ratings, "comments": r.comments}
             for r in records if r.rankings]

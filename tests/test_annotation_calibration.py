@@ -125,11 +125,12 @@ def test_pull_report_rows_feed_calibrate(tmp_path):
         id="r", prompt="p", responses=["a", "b", "c"], options=OPTS[:3],
         rankings={"alice": _ranking([0, 1, 2]), "bob": _ranking([1, 0, 2])}, ratings={},
         comments={}, judge_ranks={OPTS[0]: 3, OPTS[1]: 2, OPTS[2]: 1},
-        judge_scores=[7.0, 5.0, 1.0])
+        judge_scores=[7.0, 5.0, 1.0], judge="uf-tiny")
     pull.aggregate([record])
     src = _write(tmp_path / "records.jsonl", pull.records_table([record]))
     result, _, _ = calibration.run(src, resamples=50)
     judge = result["judges"][0]
+    assert judge["judge"] == "uf-tiny"  # the suggestion's agent names the judge
     # the scores win over the ranks; Borda points 3, 3, 0 tie the first two
     assert judge["kendall_tau"]["mean"] == pytest.approx(
         pull.agreement.kendall_tau([3, 3, 0], [7, 5, 1]))

@@ -223,6 +223,26 @@ def test_two_annotators_then_pull(argilla_server, tmp_path):
     assert "-0.146" in report and "0.375" in report
     assert (tmp_path / "report" / "agreement.png").stat().st_size > 1000
 
+    # the report's records feed `align annotate calibrate`, with a second judge from a
+    # ranked file whose scores are the first judge's negated
+    reversed_judge = write_jsonl(tmp_path / "reversed.jsonl",
+                                 [{**r, "scores": [-s for s in r["scores"]], "judge": "rev"}
+                                  for r in rows])
+    cli = subprocess.run([sys.executable, "-m", "alignment.cli", "annotate", "calibrate",
+                          "--input", str(tmp_path / "report" / "records.jsonl"),
+                          "--judges", str(reversed_judge)], capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr
+    assert "best agreement with the annotators: smollm2" in cli.stdout
+    cal = json.loads((tmp_path / "report" / "calibration.json").read_text())
+    smollm2, rev = cal["judges"]
+    # q000: points 4, 1, 1 against scores 9, 4, 6; q001's points all tie (tau undefined)
+    assert (smollm2["judge"], rev["judge"]) == ("smollm2", "rev")
+    assert smollm2["kendall_tau"]["mean"] == pytest.approx(2 / 6 ** 0.5)
+    assert rev["kendall_tau"]["mean"] == pytest.approx(-2 / 6 ** 0.5)
+    assert smollm2["records_tau_undefined"] == 1
+    assert smollm2["top1_agreement"] == {"n": 1, "mean": 1.0, "ci95": None}
+    assert (tmp_path / "report" / "calibration.png").stat().st_size > 1000
+
 
 def test_conversational_prompts_give_conversational_pairs(argilla_server, tmp_path):
     rows = ranked_rows(2, chat=True)
