@@ -209,7 +209,7 @@ def reliability(pairs: list[tuple[float, float]], bins: int) -> list[dict]:
     if not pairs:
         return []
     top = max(d for d, _ in pairs)
-    edges = [top * i / bins for i in range(bins + 1)]
+    edges = [top * i / bins for i in range(bins)] + [top]  # the widest margin is in the last
     out = []
     for i in range(bins):
         lo, hi = edges[i], edges[i + 1]
