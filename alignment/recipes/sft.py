@@ -16,8 +16,11 @@ Loss: by default only the assistant's tokens are trained (``--completion_only``)
 the chat template marks assistant turns (``{% generation %}``, or TRL ships a marked copy
 of it) every assistant turn is trained via TRL's ``assistant_only_loss``; otherwise each
 conversation is split into a prompt (every turn before the last reply) and a completion
-(the last reply), and TRL's ``completion_only_loss`` trains the reply. The chat template
-is applied exactly once, by TRL, with ``add_special_tokens=False``: no doubled BOS/EOS.
+(the last reply), and TRL's ``completion_only_loss`` trains the reply. Either way the
+token that ends an assistant turn (``<|im_end|>``, ``</s>``) is trained, so the model
+learns to stop: a marked template that leaves it out takes the split instead. The chat
+template is applied exactly once, by TRL, with ``add_special_tokens=False``: no doubled
+BOS/EOS.
 
 Writes to the output dir: the adapter (or full model) and tokenizer, ``metrics.json``,
 a model card ``README.md`` and ``training_curves.png``.
@@ -70,15 +73,53 @@ def load_conversations(specs: list[str], seed: int):
     return load_mixture(list(specs), "sft", seed)
 
 
-def marks_assistant_turns(tokenizer) -> bool:
-    """True when TRL can mask assistant turns with this template (as is, or patched)."""
-    from trl.chat_template_utils import get_training_chat_template
+def template_tokenizer(tokenizer, chat_template_path: str | None):
+    """The tokenizer whose chat template TRL will train with.
+
+    A ``--chat_template_path`` naming a tokenizer (a folder or hub id, as the Zephyr
+    recipes do for a base model without a template) is cloned onto the model's tokenizer
+    by SFTTrainer only once the model is loaded; how the loss is masked is decided before
+    that, and must be decided on the template that will be used, not on the base's.
+    """
+    if not chat_template_path or chat_template_path.endswith((".jinja", ".j2")):
+        return tokenizer
+    from transformers import AutoTokenizer
 
     try:
-        get_training_chat_template(tokenizer)
+        source = AutoTokenizer.from_pretrained(chat_template_path)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--chat_template_path {chat_template_path}: no tokenizer could be "
+                          f"loaded from it ({e}); pass a tokenizer folder, a hub id or a "
+                          ".jinja file") from None
+    if not source.chat_template:
+        raise ConfigError(f"--chat_template_path {chat_template_path}: that tokenizer has no "
+                          "chat template to copy")
+    return source
+
+
+def assistant_mask_problem(tokenizer) -> str | None:
+    """Why TRL's assistant-only mask cannot be used with this template, or None if it can.
+
+    It can when the template marks assistant turns (``{% generation %}``, or TRL ships a
+    marked copy of it) and the marked span ends with the token that closes the turn
+    (``<|im_end|>``, ``</s>``): a span that leaves it to the next turn trains every reply
+    but never the stop, and the model would not learn to end its answers.
+    """
+    from trl.chat_template_utils import (get_training_chat_template,
+                                         is_chat_template_stop_token_trained)
+
+    if not tokenizer.chat_template:
+        return "the tokenizer has no chat template"
+    try:
+        marked = get_training_chat_template(tokenizer)
     except ValueError:  # TRL knows no marked copy of this template
-        return False
-    return True
+        return ("the chat template has no {% generation %} markers and TRL has no marked "
+                "copy of it")
+    if not is_chat_template_stop_token_trained(tokenizer, chat_template=marked):
+        return ("the chat template's {% generation %} span leaves out the token that ends an "
+                "assistant turn, so the model would never learn to stop; move it inside "
+                "{% generation %}...{% endgeneration %}")
+    return None
 
 
 def split_last_reply(dataset, where: str):
@@ -122,11 +163,13 @@ def main(argv: list[str]) -> int:
     if not tokenizer.chat_template and not config.chat_template_path:
         raise ConfigError(f"{model_path}: the tokenizer has no chat template to render "
                           "conversations with; pass --chat_template_path template.jinja")
-    if script.completion_only and not config.assistant_only_loss and marks_assistant_turns(tokenizer):
+    # Where the assistant mask would leave out the end-of-turn token, the prompt/completion
+    # split trains the last reply instead: its completion always ends with that token.
+    problem = assistant_mask_problem(template_tokenizer(tokenizer, config.chat_template_path))
+    if script.completion_only and not config.assistant_only_loss and problem is None:
         config.assistant_only_loss = True
-    if config.assistant_only_loss and not marks_assistant_turns(tokenizer):
-        raise ConfigError("--assistant_only_loss needs a chat template with {% generation %} "
-                          "markers, and TRL has no marked copy of this one; drop the flag "
+    if config.assistant_only_loss and problem is not None:
+        raise ConfigError(f"--assistant_only_loss cannot be used: {problem}; drop the flag "
                           "(--completion_only trains the last reply instead)")
     if script.completion_only and not config.assistant_only_loss:
         train_rows = split_last_reply(train_rows, where)
