@@ -75,3 +75,23 @@ def test_held_out_tasks_must_not_be_trained_on(tiny_model, prompts, tmp_path, ca
     args[args.index("--heldout") + 1] = str(prompts / "train.jsonl")
     assert align(args) == 2
     assert "both sides" in capsys.readouterr().err
+
+
+def test_an_ai_judge_is_mixed_into_the_scores_and_judges_the_win_rate(tiny_model, prompts,
+                                                                       tmp_path):
+    """The path `make demo DEMO_ARGS="--judge qwen-judge"` takes, on the tiny model."""
+    out = tmp_path / "run"
+    args = loop_args(tiny_model, prompts, out)
+    args[args.index("--win-rate-judge") + 1] = str(tiny_model)
+    assert align([*args, "--judge", str(tiny_model), "--judge-weight", "0.5"]) == 0
+    scored = [json.loads(line) for line in (out / "round-1" / "scored.jsonl").open()]
+    assert scored and all(r["judge"] == f"verifiers+{tiny_model}" for r in scored)
+    # a 0.5 weight moves the scores off the verifiers' own partial credit
+    from alignment import verifiers
+
+    mixed = [(s, verifiers.score(r["verifiers"], a)["score"])
+             for r in scored for s, a in zip(r["scores"], r["responses"]) if s is not None]
+    assert mixed and any(abs(s - v) > 1e-6 for s, v in mixed)
+    assert all(0.0 <= s <= 1.0 for s, _ in mixed)
+    figures = json.loads((out / "round-1" / "eval.json").read_text())
+    assert figures["win_rate"] is not None

@@ -226,6 +226,8 @@ def _score(rows: list[dict], args) -> tuple[list[dict], dict]:
     """Each candidate's verifier score (partial credit), mixed with an AI judge's if asked."""
     from alignment import verifiers
 
+    # trimmed first, so the judge rates the very text a pair would carry
+    rows = [_trimmed(r) if args.trim and not args.keep_truncated else r for r in rows]
     judged = None
     if args.judge:
         from alignment.judges import RatingJudge
@@ -239,7 +241,6 @@ def _score(rows: list[dict], args) -> tuple[list[dict], dict]:
                    for _ in r["responses"]] for r in rows]
     out = []
     for i, row in enumerate(rows):
-        row = _trimmed(row) if args.trim and not args.keep_truncated else row
         verdicts = [verifiers.score(row["verifiers"], a) for a in row["responses"]]
         scores = [v["score"] for v in verdicts]
         if judged is not None:
