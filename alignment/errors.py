@@ -25,3 +25,14 @@ class DataError(AlignError):
 
 class ConfigError(AlignError):
     """Incompatible or unknown options, found before any model loads."""
+
+
+class WriteError(AlignError):
+    """An output that could not be written (full disk, read-only folder, no permission).
+
+    Writes are atomic, so whatever was at the target before is still there, unchanged."""
+
+    def __init__(self, path: object, error: OSError):
+        self.path, self.reason = str(path), error.strerror or str(error)
+        super().__init__(f"{self.path}: could not write it ({self.reason}); nothing was "
+                         "replaced, any earlier version is unchanged")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from alignment.data.formats import names
-from alignment.errors import DataError
+from alignment.errors import DataError, WriteError
 
 FILE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".csv", ".tsv")
 DEFAULT_SPLIT = "train"
@@ -353,15 +353,19 @@ def _shards_of_split(folder: Path, shards: list[Path], split: str | None) -> lis
 # --------------------------------------------------------------------------- writing
 
 def _atomic_file(path: Path, write: Callable[[Path], None]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's file is private (0600)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's file is private (0600)
         write(Path(tmp))
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):  # full disk, read-only folder: the old file is intact
+            raise WriteError(path, e) from e
         raise
     return path
 
@@ -381,9 +385,12 @@ def _umask() -> int:
 
 
 def _atomic_folder(path: Path, write: Callable[[Path], None]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's folder is private (0700)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's folder is private (0700)
+    except OSError as e:
+        raise WriteError(path, e) from e
     old = None
     try:
         write(tmp)
@@ -392,10 +399,12 @@ def _atomic_folder(path: Path, write: Callable[[Path], None]) -> Path:
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and not path.exists():
             os.replace(old, path)
+        if isinstance(e, OSError):
+            raise WriteError(path, e) from e
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
