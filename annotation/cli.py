@@ -1,6 +1,6 @@
 """`align annotate`: a local Argilla server, push ranked data, pull human rankings.
 
-    align annotate serve [--port 6900] [--home DIR] [--detach|--foreground] [--demo]
+    align annotate serve [--port 6900] [--host 127.0.0.1] [--home DIR] [--detach|--foreground] [--demo]
     align annotate status | stop | reindex
     align annotate push RANKED --dataset-name NAME [--workspace W] [--users users.yaml]
                         [--min-submitted 2] [--update]
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from alignment.data import STRATEGIES
@@ -52,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="stay attached; Ctrl-C stops the server")
     p.add_argument("--demo", action="store_true",
                    help="owner argilla / 12345678 / key argilla.apikey: FOR DEMOS ONLY")
+    p.add_argument("--host", default=srv.LOOPBACK,
+                   help="address the web server binds (default 127.0.0.1: this machine "
+                        "only; 0.0.0.0 opens it to the network, with a warning)")
 
     for name, help_ in (("stop", "stop the local server"),
                         ("status", "is the local server running, and where"),
@@ -108,7 +112,10 @@ def _serve(args) -> int:
     if args.demo:
         print("WARNING: --demo uses the well-known owner password '12345678' and API key "
               "'argilla.apikey'. Anyone who can reach this port can sign in. DEMOS ONLY.")
-    info = srv.start(home, port=args.port, demo=args.demo, detach=args.detach)
+    warning = srv.check_host(args.host, args.demo)
+    if warning:
+        print(warning.format(port=args.port), file=sys.stderr)
+    info = srv.start(home, port=args.port, demo=args.demo, detach=args.detach, host=args.host)
     if info.get("already_running"):
         print(f"Argilla is already running at {info['url']} (home {home.root})")
     else:

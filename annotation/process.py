@@ -1,7 +1,7 @@
 """Entry point of the processes ``annotation.server`` starts: the web server, the
 background worker, and the one-shot index rebuild.
 
-    python -m annotation.process web --port 6900
+    python -m annotation.process web --port 6900 [--host 127.0.0.1]
     python -m annotation.process worker
     python -m annotation.process reindex [--dataset-id UUID]
 
@@ -53,7 +53,7 @@ async def _ensure_owner() -> None:
             await user.update(db, **changes)
 
 
-def web(port: int) -> None:
+def web(port: int, host: str = "127.0.0.1") -> None:
     import uvicorn
 
     import annotation.search_engine  # noqa: F401  (registers the embedded engine)
@@ -62,7 +62,7 @@ def web(port: int) -> None:
     asyncio.run(_ensure_owner())
     from argilla_server import app
 
-    uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, log_level="warning")
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
 
 
 def worker() -> None:
@@ -92,12 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="role", required=True)
     p = sub.add_parser("web")
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--host", default="127.0.0.1")
     sub.add_parser("worker")
     p = sub.add_parser("reindex")
     p.add_argument("--dataset-id")
     args = parser.parse_args(argv)
     if args.role == "web":
-        web(args.port)
+        web(args.port, args.host)
     elif args.role == "worker":
         worker()
     else:

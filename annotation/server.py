@@ -225,10 +225,49 @@ def status(home: ServerHome) -> dict:
             "healthy": bool(url and pids["web"] and _healthy(url))}
 
 
+LOOPBACK = "127.0.0.1"
+
+
+def is_loopback(host: str) -> bool:
+    """Only this machine can reach a server bound to ``host``."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_host(host: str, demo: bool) -> str | None:
+    """A warning for a server other machines can reach (None on loopback); the demo's
+    well-known password is refused there outright."""
+    import ipaddress
+
+    if is_loopback(host):
+        return None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ServerError(f"--host {host!r}: give an IP address to bind (127.0.0.1, the "
+                          "default, or 0.0.0.0 for every interface)") from None
+    if demo:
+        raise ServerError(f"--host {host} with --demo would let anyone on the network sign in "
+                          "with the demo's well-known password; drop --demo (a private "
+                          "password is generated) or keep the default host 127.0.0.1")
+    return (f"WARNING: --host {host}: Argilla is reachable from other machines on port {{port}}, "
+            "over plain HTTP. Anyone who reaches it can try to sign in; keep the "
+            "credentials file private and put the server behind a firewall or a TLS proxy.")
+
+
 def start(home: ServerHome, *, port: int = DEFAULT_PORT, demo: bool = False,
-          detach: bool = True, timeout: float = 180.0) -> dict:
+          detach: bool = True, timeout: float = 180.0, host: str = LOOPBACK) -> dict:
     """Start Redis, the worker and the web server; return once the server answers.
-    With ``detach`` the processes outlive this one (stop them with ``stop``)."""
+    With ``detach`` the processes outlive this one (stop them with ``stop``). The web
+    server binds ``host`` (loopback unless asked: see :func:`check_host`); Redis always
+    binds loopback."""
+    check_host(host, demo)
     if shutil.which("redis-server") is None:
         raise ServerError("redis-server is not installed; on Debian/Ubuntu: "
                           "apt-get install -y redis-server (or `make system`)")
@@ -247,7 +286,8 @@ def start(home: ServerHome, *, port: int = DEFAULT_PORT, demo: bool = False,
     creds = owner_credentials(home, demo=demo, create=True)
     redis_port = free_port()
     env = _process_env(home, creds, redis_port)
-    url = f"http://127.0.0.1:{port}"
+    # every interface includes loopback; a single other address is reached at itself
+    url = f"http://{LOOPBACK if host in ('0.0.0.0', 'localhost') or is_loopback(host) else host}:{port}"
     home.state_file.write_text(json.dumps({"url": url, "port": port, "redis_port": redis_port,
                                            "credentials": creds.source, "demo": demo}))
     began = time.monotonic()
@@ -256,8 +296,8 @@ def start(home: ServerHome, *, port: int = DEFAULT_PORT, demo: bool = False,
                            "--appendonly", "no", "--protected-mode", "yes"], env, detach)
     py = sys.executable
     _spawn(home, "worker", [py, "-m", "annotation.process", "worker"], env, detach)
-    _spawn(home, "web", [py, "-m", "annotation.process", "web", "--port", str(port)],
-           env, detach)
+    _spawn(home, "web", [py, "-m", "annotation.process", "web", "--port", str(port),
+                         "--host", host], env, detach)
     while not _healthy(url):
         dead = [n for n in PROCESSES if _read_pid(home, n) is None]
         if dead or time.monotonic() - began > timeout:
