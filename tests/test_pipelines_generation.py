@@ -99,25 +99,74 @@ def test_multi_turn_alternates_user_and_assistant(fake_llm):
     assert msgs[3]["content"] == fake_reply(msgs[:3])
 
 
-def test_evol_instruct_eliminates_failed_evolutions(fake_llm):
-    seeds = ["Explain how tides work on Earth.", "Write a short poem about rain.",
-             "List three uses of copper."]
-    rows, counts = evol_instruct.generate(seeds, fake_llm, rounds=2)
-    assert [r["id"] for r in rows] == [text_id(s) for s in seeds]
-    trails = [[(e["mutation"], e["eliminated"]) for e in r["evolution"]] for r in rows]
-    assert trails == [[("DEEPENING", None), ("BREADTH", None)],
-                      [("DEEPENING", "refusal"), ("DEEPENING", "refusal")],
-                      [("CONCRETIZING", None), ("BREADTH", "too_short")]]
-    prompts = [r["messages"][0]["content"] for r in rows]
-    assert prompts[0] == ("Explain compound interest, then relate it to: Explain how tides "
-                          "work on Earth, as a numbered list of steps")
-    assert prompts[1] == seeds[1]  # both evolutions failed: the seed survives
-    assert prompts[2] == "List three uses of copper, citing one common misconception."
-    for r, p in zip(rows, prompts):
+EVOL_SEEDS = ["Explain how tides work on Earth.", "Write a short poem about rain.",
+              "List three uses of copper.", "Describe how a bicycle gear works.",
+              "Plan a week of vegetarian dinners."]
+
+
+def test_evol_instruct_chains_in_depth_and_splits_breadth_into_rows(fake_llm):
+    rows, counts = evol_instruct.generate(EVOL_SEEDS, fake_llm, rounds=3)
+    chains = [r for r in rows if r["evolution_type"] == "depth"]
+    breadth = {r["id"]: r for r in rows if r["evolution_type"] == "breadth"}
+    assert rows[:len(chains)] == chains  # chains first, in seed order
+    assert [r["id"] for r in chains] == [text_id(s) for s in EVOL_SEEDS]
+    made = 0
+    for seed, chain in zip(EVOL_SEEDS, chains):
+        assert chain["source_id"] is None and chain["source_round"] is None
+        # replay the chain: only in-depth survivors move it on
+        instruction = seed
+        for entry in chain["evolution"]:
+            assert entry["parent"] == instruction
+            assert entry["mutation"] == evol_instruct.pick_mutation(instruction, 42,
+                                                                    entry["round"])
+            survived = entry["eliminated"] is None
+            if entry["mutation"] == "BREADTH" and survived:
+                made += 1
+                row = breadth[entry["breadth_id"]]
+                assert row["messages"][0]["content"] == entry["evolved"].strip()
+                assert (row["source_id"], row["source_round"]) == (chain["id"],
+                                                                   entry["round"])
+                assert row["evolution"] == [entry]
+            else:
+                assert entry["breadth_id"] is None
+                if survived:
+                    instruction = entry["evolved"].strip()
+        assert chain["messages"][0]["content"] == instruction
+    assert made == len(breadth) == counts["breadth_rows"] == 3
+    for r in rows:
+        p = r["messages"][0]["content"]
         assert r["messages"][1] == {"role": "assistant", "content": fake_reply([user(p)])}
-    assert counts == {"evolutions": 6, "eliminated": {"refusal": 2, "too_short": 1},
-                      "mutations": {"BREADTH": 2, "CONCRETIZING": 1, "DEEPENING": 3},
-                      "never_evolved": 1}
+    # the vegetarian chain: its round-1 breadth prompt became a row and the chain itself
+    # went on from the seed, evolved in depth in round 2
+    veg = chains[4]
+    assert [(e["mutation"], e["eliminated"]) for e in veg["evolution"]] == [
+        ("BREADTH", None), ("CONCRETIZING", None), ("CONSTRAINTS", "refusal")]
+    assert veg["messages"][0]["content"] == ("Plan a week of vegetarian dinners, with two "
+                                             "worked examples.")
+    spun_off = breadth[veg["evolution"][0]["breadth_id"]]["messages"][0]["content"]
+    assert spun_off.startswith("Outline the phases of the moon, then relate it to: Plan")
+    assert spun_off not in [c["messages"][0]["content"] for c in chains]
+    assert counts == {"evolutions": 15,
+                      "eliminated": {"refusal": 2, "template_words": 1, "too_short": 4},
+                      "mutations": {"BREADTH": 4, "CONCRETIZING": 2, "CONSTRAINTS": 7,
+                                    "DEEPENING": 1, "INCREASED_REASONING_STEPS": 1},
+                      "never_evolved": 1, "depth_rows": 5, "breadth_rows": 3,
+                      "breadth_duplicates": 0}
+
+
+def test_evol_breadth_prompts_already_in_the_data_are_dropped_and_counted():
+    entry = {"round": 1, "mutation": "BREADTH", "parent": "a", "evolved": " Name a dog. ",
+             "eliminated": None, "breadth_id": text_id("Name a dog.")}
+    chains = [{"id": text_id("Name a dog."), "evolution": []},  # already a seed
+              {"id": "c2", "evolution": [entry]},
+              {"id": "c3", "evolution": [{**entry, "evolved": "Name a cat.",
+                                          "breadth_id": text_id("Name a cat.")},
+                                         {**entry, "round": 2, "evolved": "Name a cat.",
+                                          "breadth_id": text_id("Name a cat.")}]}]
+    rows, sources, duplicates = evol_instruct.breadth_rows(chains)
+    assert [r["instruction"] for r in rows] == ["Name a cat."]
+    assert sources == {text_id("Name a cat."): {"source_id": "c3", "source_round": 1}}
+    assert duplicates == 2
 
 
 @pytest.mark.parametrize("parent,evolved,reason", [
@@ -131,21 +180,89 @@ def test_evol_failure_reasons(parent, evolved, reason):
     assert evol_instruct.failure_reason(parent, evolved, min_words=4) == reason
 
 
-def test_self_instruct_filters_by_rouge_l_and_answers(fake_llm):
-    seeds = [json.loads(line)["instruction"]
-             for line in open(self_instruct.runner.DATA_DIR / "seed_tasks.jsonl")]
+def seed_tasks() -> list[str]:
+    return [json.loads(line)["instruction"]
+            for line in open(self_instruct.runner.DATA_DIR / "seed_tasks.jsonl")]
+
+
+def query_journal_lines() -> int:
+    from pipelines.runner import cache_root
+
+    return sum(1 for f in (cache_root() / "align-self-instruct-queries").rglob("*.jsonl")
+               for _ in open(f, encoding="utf-8"))
+
+
+def test_self_instruct_grows_the_pool_over_rounds_to_the_target(fake_llm, capsys):
+    seeds = seed_tasks()
     assert len(seeds) == 26
-    rows, counts = self_instruct.generate(seeds, fake_llm, num_prompts=3, per_prompt=4)
-    assert counts == {"requests": 3, "candidates": 13, "accepted": 9,
-                      "rejected": {"rouge_l": 4}, "parse_failures": 0}
+    settings = dict(num_instructions=12, num_prompts=3, per_prompt=4)
+    # one round is not enough, and the run says so
+    first, counts = self_instruct.generate(seeds, fake_llm, max_rounds=1, **settings)
+    assert counts["stopped"] == "max_rounds" and len(first) == 11
+    assert counts["rounds"] == [{"round": 1, "requests": 3, "asked": 12, "parsed": 14,
+                                 "parse_failures": 0,
+                                 "rejected": {"length": 0, "rouge_l": 3, "unsuitable": 0},
+                                 "accepted": 11, "surplus": 0, "pool": 37}]
+    assert "--max-rounds 1 reached: 11 of 12 instructions" in capsys.readouterr().out
+    assert query_journal_lines() == 3
+
+    rows, counts = self_instruct.generate(seeds, fake_llm, max_rounds=5, **settings)
+    printed = capsys.readouterr().out
+    # round 1 came back from its journal; only round 2 asked the teacher
+    assert query_journal_lines() == 6
+    assert counts["stopped"] == "target_reached" and len(rows) == 12
+    assert "stopped after 2 round(s), target reached: 12 of 12" in printed
+    assert "self-instruct round 2: asked 12 instructions in 3 requests, parsed 13" in printed
+    second = counts["rounds"][1]
+    assert (second["accepted"], second["surplus"], second["rejected"]["rouge_l"]) == (1, 4, 8)
+    assert [r["round"] for r in rows] == [1] * 11 + [2]
+    assert [r["messages"] for r in rows[:11]] == [r["messages"] for r in first]
+    assert {k: counts[k] for k in ("requests", "candidates", "accepted", "rejected")} == {
+        "requests": 6, "candidates": 27, "accepted": 12, "rejected": {"rouge_l": 11}}
     prompts = [r["messages"][0]["content"] for r in rows]
-    assert prompts == ["Evaluate a binary search.", "Plan a haiku about autumn.",
-                       "Classify the rules of chess.", "Translate the French revolution.",
-                       "Translate the phases of the moon.", "Classify plate tectonics.",
-                       "Translate compound interest.", "Critique the causes of inflation.",
-                       "Explain a polite complaint letter."]
     for r, p in zip(rows, prompts):
         assert r["messages"][1]["content"] == fake_reply([user(p)])
+    # nothing accepted is too close to the seeds or to another accepted instruction
+    t = self_instruct.tokens
+    for i, p in enumerate(prompts):
+        assert all(self_instruct.rouge_l(t(p), t(q)) < 0.7 for q in seeds + prompts[:i])
+
+    # round 2 was judged against the grown pool: some of its candidates pass against the
+    # seeds alone and fail only against what round 1 accepted
+    candidates, _ = self_instruct.ask(seeds + prompts[:11], fake_llm, 2, num_prompts=3,
+                                      per_prompt=4, examples=3, seed=0, batch_size=8)
+    assert query_journal_lines() == 6
+    against_seeds, _ = self_instruct.novelty_filter(candidates, seeds)
+    against_pool, _ = self_instruct.novelty_filter(candidates, seeds + prompts[:11])
+    assert len(against_pool) == 5 < len(against_seeds)
+    blocked = [c for c in against_seeds if c not in against_pool]
+    assert all(any(self_instruct.rouge_l(t(c), t(q)) >= 0.7 for q in prompts[:11])
+               for c in blocked)
+
+
+def test_self_instruct_stops_when_a_round_adds_nothing_and_says_so(tmp_path, capsys):
+    from alignment.data import read_card, read_rows
+
+    out = tmp_path / "si.jsonl"
+    assert self_instruct.main(["--dry-run", "--num-instructions", "100", "--max-rounds", "6",
+                               "--num-prompts", "2", "--per-prompt", "12",
+                               "--rouge-threshold", "0.3", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "stopped after 2 round(s), round 2 added no new instruction: 10 of 100" in printed
+    assert "self-instruct round 1: asked 24 instructions in 2 requests" in printed
+    card = read_card(out)
+    assert card["stopped"] == "no_new_instructions" and card["target"] == 100
+    assert [c["accepted"] for c in card["rounds"]] == [10, 0]
+    assert card["rounds"][1]["rejected"]["rouge_l"] > 0
+    rows = read_rows(out)
+    assert card["rows"] == len(rows) == 10 and {r["round"] for r in rows} == {1}
+
+
+def test_self_instruct_rejects_an_empty_target(fake_llm):
+    from alignment.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--num-instructions"):
+        self_instruct.generate(seed_tasks(), fake_llm, num_instructions=0)
 
 
 def test_rouge_l_and_novelty_filter():
