@@ -21,6 +21,8 @@ PIPELINES: dict[str, tuple] = {
                       "WizardLM Evol-Instruct: in-depth/in-breadth rounds with elimination"),
     "orca": ("pipelines.orca", "Orca explanation tuning: step-by-step answers under 16 "
              "system messages"),
+    "magpie": ("pipelines.magpie", "Magpie: instructions from the chat template's user-turn "
+               "prefix alone, then answers"),
     "multi-turn": ("pipelines.multi_turn", "UltraChat-style conversations with a simulated user"),
     "reversal": ("pipelines.reversal", "reversal augmentation: facts and Q/A in both directions"),
     "constraints": ("pipelines.constraints",

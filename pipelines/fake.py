@@ -14,6 +14,8 @@ pipelines send and answers in the format each one parses:
 - a simulated-user turn (a system prompt marked ``[simulated-user]``) -> a
   follow-up question;
 - a reversal prompt ("Reverse the fact") -> the reversed statement;
+- (``FakeMagpieLLM``) a Magpie prompt, no user turn pending -> a user's instruction, or
+  for every fourth request one the instruction filters must drop;
 - anything else -> an answer that quotes the last user turn.
 
 With ``judge=True`` it is the fake judge instead (``--dry-run`` of the feedback
@@ -38,7 +40,7 @@ from distilabel.models.llms.base import LLM
 
 from alignment.data import stable_hash
 from alignment.rubrics import LABELS
-from pipelines.llms import FINISH_REASON, LENGTH
+from pipelines.llms import FINISH_REASON, LENGTH, TemplateMagpieMixin
 
 FAKE_MODEL_NAME = "fake-teacher"
 FAKE_JUDGE_NAME = "fake-judge"
@@ -203,3 +205,49 @@ def cut(text: str, max_new_tokens: int) -> tuple[str, str]:
     if len(words) <= max_new_tokens:
         return text, "stop"
     return (text[:words[max_new_tokens - 1].end()] if max_new_tokens > 0 else ""), LENGTH
+
+
+FAKE_PRE_QUERY = "<|im_start|>user\n"  # ChatML's user-turn prefix, what a dry run shows
+
+# what the fake Magpie teacher writes in place of a query for every fourth request: each
+# failure the instruction filters of `align generate magpie` must catch
+_MAGPIE_FAILURES = ("", "assistant\nSure! Here is a question you could ask me.",
+                    "Name a fruit.<|im_end|>\n<|im_start|>user\nAnd a vegetable?",
+                    "Explain the water cycle in simple words for a child.",
+                    "Please explain the water cycle in simple words for a child.")
+
+
+def fake_query(seed: int, index: int) -> str:
+    """The fake Magpie teacher's instruction for the ``index``-th request of a call seeded
+    ``seed``: every fourth request one of ``_MAGPIE_FAILURES`` (an empty one, two template
+    leaks, a repeated one and its near-duplicate), taken in turn from a place the seed
+    picks; the others a new instruction."""
+    h = stable_hash(f"{seed}:{index}")
+    if index % 4 == 3:
+        return _MAGPIE_FAILURES[(index // 4 + seed) % len(_MAGPIE_FAILURES)]
+    return f"{_VERBS[(h // 10) % len(_VERBS)]} {_OBJECTS[(h // 120) % len(_OBJECTS)]} " \
+           f"{_CONSTRAINTS[(h // 1920) % len(_CONSTRAINTS)]}."
+
+
+class FakeMagpieLLM(FakeLLM, TemplateMagpieMixin):
+    """The fake teacher usable by distilabel's ``Magpie`` task (``--dry-run`` of
+    ``align generate magpie``): a Magpie prompt gets :func:`fake_query`, any other
+    conversation the fake teacher's answer. Its pre-query template is ChatML's."""
+
+    magpie_pre_query_template: str | None = FAKE_PRE_QUERY
+
+    def generate(self, inputs: list[Any], num_generations: int = 1,
+                 max_new_tokens: int = 256, temperature: float = 0.0) -> list[dict]:
+        seed = self._take_seed() or 0
+        if not inputs or not all(self.wants_query(c) for c in inputs):
+            outputs = super().generate(inputs, num_generations, max_new_tokens, temperature)
+        else:
+            outputs = []
+            for i, _ in enumerate(inputs):
+                text, reason = cut(fake_query(seed, i), max_new_tokens)
+                outputs.append({"generations": [text],
+                                "statistics": {"input_tokens": [0],
+                                               "output_tokens": [len(text.split())]},
+                                FINISH_REASON: [reason]})
+        self._last_finish = [o[FINISH_REASON][0] for o in outputs]
+        return outputs

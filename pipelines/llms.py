@@ -22,12 +22,14 @@ pipeline overwrites.)
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
 from distilabel.models.llms import OpenAILLM
 from distilabel.models.llms.base import LLM
 from distilabel.models.llms.utils import prepare_output
+from distilabel.models.mixins.magpie import MagpieChatTemplateMixin
 from distilabel.typing import GenerateOutput, StandardInput
 from pydantic import PrivateAttr, validate_call
 
@@ -249,7 +251,8 @@ class OpenAICompatibleLLM(OpenAILLM):
 
 def make_llm(model: str | None = None, base_url: str | None = None,
              api_key_env: str = "OPENAI_API_KEY", batch_size: int = 16,
-             num_threads: int | None = None, **gen: Any) -> LLM:
+             num_threads: int | None = None, magpie: bool = False,
+             template_from: str | None = None, **gen: Any) -> LLM:
     """The teacher a pipeline uses: a local batched model, or an OpenAI-compatible endpoint.
 
     With ``base_url`` set, ``model`` is the served model's name and the API key is read
@@ -258,13 +261,16 @@ def make_llm(model: str | None = None, base_url: str | None = None,
     Without it, ``model`` is a bundled name, folder or hub id loaded in-process.
     ``gen`` holds generation settings (max_new_tokens, temperature, top_p, do_sample,
     seed); they become the LLM's ``generation_kwargs`` in the form each backend accepts.
+    With ``magpie`` the LLM is the Magpie-capable kind (``MagpieTransformersLLM``, or
+    ``MagpieEndpointLLM`` reading its chat template from ``template_from``).
     """
     gen = {k: v for k, v in gen.items() if v is not None}
     if base_url is None:
         seed = gen.pop("seed", 0)
-        return BatchedTransformersLLM(model=model or "smollm2", batch_size=batch_size,
-                                      seed=seed, num_threads=num_threads,
-                                      generation_kwargs=gen)
+        local = MagpieTransformersLLM if magpie else BatchedTransformersLLM
+        return local(model=model or "smollm2", batch_size=batch_size,
+                     seed=seed, num_threads=num_threads,
+                     generation_kwargs=gen)
     if not model:
         raise ConfigError(f"--base-url {base_url} needs --model: the name the server serves")
     key = os.environ.get(api_key_env)
@@ -275,5 +281,214 @@ def make_llm(model: str | None = None, base_url: str | None = None,
         gen["temperature"] = 0.0
     if (seed := gen.pop("seed", None)) is not None:
         gen["extra_body"] = {"seed": seed}
+    if magpie:
+        return MagpieEndpointLLM(model=model, base_url=base_url, api_key=key or "not-needed",
+                                 template_from=template_from, generation_kwargs=gen)
     return OpenAICompatibleLLM(model=model, base_url=base_url, api_key=key or "not-needed",
                                generation_kwargs=gen)
+
+
+# ---------------------------------------------------------------- Magpie
+
+# stands in for the user's text while a chat template is rendered; what the template puts
+# before it is the prefix a Magpie prompt ends with
+_QUERY_MARK = "MAGPIEQUERY7F3A"
+
+
+def pre_query_prompt(tokenizer: Any, conversation: list[dict] | None = None) -> str:
+    """The text ``tokenizer``'s chat template puts before the next user message of
+    ``conversation`` (empty: a fresh conversation), i.e. everything the model sees
+    before a user's words.
+
+    It is read off the template itself: the template renders ``conversation`` plus a user
+    message holding a marker, and the prompt is what comes before the marker. For ChatML
+    and a fresh conversation that is ``<|im_start|>user\\n``; after a system message it is
+    the rendered system turn followed by the same prefix; a template that opens every
+    conversation with text of its own (a BOS token, SmolLM2's default system prompt) keeps
+    it, as the model saw it in training.
+    """
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ConfigError("Magpie needs a chat template: this tokenizer has none, so there "
+                          "is no user-turn prefix to give the model")
+    marked = [*(conversation or []), {"role": "user", "content": _QUERY_MARK}]
+    try:
+        text = tokenizer.apply_chat_template(marked, tokenize=False,
+                                             add_generation_prompt=False)
+    except Exception as e:  # jinja's TemplateError, or a template's raise_exception
+        raise ConfigError(f"the chat template cannot render a user turn after "
+                          f"{[m.get('role') for m in conversation or []]}: {e}") from e
+    if text.count(_QUERY_MARK) != 1:
+        raise ConfigError("the chat template does not copy a user message verbatim, so its "
+                          "user-turn prefix cannot be read off it")
+    prefix = text[:text.index(_QUERY_MARK)]
+    if not prefix.strip():
+        raise ConfigError("the chat template puts nothing before a user message; Magpie "
+                          "needs a user-turn prefix to prompt with")
+    return prefix
+
+
+def load_tokenizer(spec: str) -> Any:
+    from transformers import AutoTokenizer
+
+    from alignment.models import resolve_model
+
+    return AutoTokenizer.from_pretrained(resolve_model(spec))
+
+
+class TemplateMagpieMixin(MagpieChatTemplateMixin):
+    """distilabel's Magpie mixin, with the pre-query prompt read off the chat template.
+
+    Why: distilabel's ``Magpie`` task runs only on an LLM that is a
+    ``MagpieChatTemplateMixin`` (it checks, then sets ``use_magpie_template``), and the
+    mixin's ``apply_magpie_pre_query_template`` appends a fixed string to a prompt
+    rendered *with* the assistant generation prompt: after a system message that gives
+    ``...<|im_start|>assistant\\n<|im_start|>user\\n``, and its presets name two template
+    families only. Here ``magpie_pre_query_template`` defaults to the template's own
+    prefix of a fresh conversation (:func:`pre_query_prompt`) and each conversation's
+    prompt is rendered from the template. Nothing in distilabel is patched.
+
+    Two hooks let a task keep batches reproducible and learn how each instruction ended,
+    both of which the ``Magpie`` task's own loop cannot: ``seed_next_call`` seeds the next
+    ``generate`` call (every Magpie prompt of a batch is the same text, so a batch seeded
+    like the one before would repeat it), and ``last_finish_reasons`` holds that call's
+    finish reasons, one per input.
+    """
+
+    _next_seed: int | None = PrivateAttr(None)
+    _last_finish: list = PrivateAttr(default_factory=list)
+
+    def seed_next_call(self, seed: int) -> None:
+        self._next_seed = seed
+
+    def _take_seed(self) -> int | None:
+        seed, self._next_seed = self._next_seed, None
+        return seed
+
+    @property
+    def last_finish_reasons(self) -> list:
+        return list(self._last_finish)
+
+    def wants_query(self, input: StandardInput) -> bool:
+        """Whether ``input`` is a Magpie prompt: Magpie is on and no user turn is pending."""
+        return self.use_magpie_template and (not input or input[-1]["role"] != "user")
+
+    def apply_magpie_pre_query_template(self, prompt: str, input: StandardInput) -> str:
+        # the prompt is rendered from the template, not glued on (see the class docstring)
+        return pre_query_prompt(self.template_tokenizer(), list(input)) \
+            if self.wants_query(input) else prompt
+
+    def template_tokenizer(self) -> Any:
+        raise NotImplementedError
+
+
+class MagpieTransformersLLM(BatchedTransformersLLM, TemplateMagpieMixin):
+    """The in-process batched teacher, usable by distilabel's ``Magpie`` task.
+
+    A Magpie prompt (no user turn pending) is the template's user-turn prefix, tokenised
+    as is; any other conversation is prompted as by ``BatchedTransformersLLM``, so the
+    same LLM can answer the instructions too. ``magpie_pre_query_template`` is computed
+    from the tokenizer when the LLM is built (so it is part of the pipeline's signature:
+    another template starts another journal).
+
+    Examples:
+        ```python
+        llm = MagpieTransformersLLM(model="smollm2")
+        llm.magpie_pre_query_template  # the template's text before a first user message
+        magpie = Magpie(llm=llm, only_instruction=True)
+        ```
+    """
+
+    def model_post_init(self, __context: Any) -> None:
+        super().model_post_init(__context)
+        if self.magpie_pre_query_template is None:
+            self.magpie_pre_query_template = pre_query_prompt(load_tokenizer(self.model))
+
+    def template_tokenizer(self) -> Any:
+        return self._tokenizer
+
+    def prepare_input(self, input: StandardInput) -> list[int]:
+        if self.wants_query(input):
+            text = self.apply_magpie_pre_query_template("", input)
+            return self._tokenizer(text, add_special_tokens=False).input_ids
+        return super().prepare_input(input)
+
+    def generate(self, inputs: list[StandardInput], num_generations: int = 1,  # type: ignore[override]
+                 max_new_tokens: int = 128, temperature: float = 1.0, top_p: float = 1.0,
+                 do_sample: bool = True, repetition_penalty: float = 1.0,
+                 seed: int | None = None) -> list[GenerateOutput]:
+        seed = self._take_seed() if seed is None else seed
+        outputs = super().generate(inputs, num_generations, max_new_tokens, temperature,
+                                   top_p, do_sample, repetition_penalty, seed)
+        self._last_finish = [o[FINISH_REASON][0] for o in outputs]
+        return outputs
+
+
+class MagpieEndpointLLM(OpenAICompatibleLLM, TemplateMagpieMixin):
+    """An OpenAI-compatible endpoint usable by distilabel's ``Magpie`` task.
+
+    A chat-completions request cannot end on a bare user-turn prefix (the server applies
+    its template and opens an assistant turn), so a Magpie prompt is rendered here, from
+    the template of ``template_from``, and sent as raw text to ``/v1/completions`` (vLLM,
+    TGI, llama.cpp and ``pipelines.server`` serve it) with ``add_special_tokens: false``,
+    since the template already wrote any BOS token. Other conversations go to chat
+    completions as usual. distilabel's ``ClientvLLM`` also prompts raw text, but for every
+    request, with the glued-on prefix described in ``TemplateMagpieMixin``, and without
+    finish reasons.
+
+    Attributes:
+        template_from: where the served model's chat template is read: a bundled name, a
+            model folder or a hub id (default: ``model``).
+    """
+
+    template_from: str | None = None
+
+    _template: Any = PrivateAttr(None)
+
+    def model_post_init(self, __context: Any) -> None:
+        super().model_post_init(__context)
+        if self.magpie_pre_query_template is None:
+            self.magpie_pre_query_template = pre_query_prompt(self.template_tokenizer())
+
+    def template_tokenizer(self) -> Any:
+        if self._template is None:
+            self._template = load_tokenizer(self.template_from or self.model)
+        return self._template
+
+    def generate(self, inputs: list, num_generations: int = 1,  # type: ignore[override]
+                 **kwargs: Any) -> list[GenerateOutput]:
+        seed = self._take_seed()
+        if seed is None:
+            outputs = super().generate(inputs, num_generations, **kwargs)
+        else:
+            # one request per input: identical prompts sent with one seed would come back
+            # identical, so each gets the next seed
+            async def each() -> list[GenerateOutput]:
+                body = kwargs.get("extra_body") or {}
+                return await asyncio.gather(*[
+                    self.agenerate(input=conv, num_generations=num_generations,
+                                   **{**kwargs, "extra_body": {**body, "seed": seed + i}})
+                    for i, conv in enumerate(inputs)])
+
+            outputs = self.event_loop.run_until_complete(each())
+        self._last_finish = [(o.get(FINISH_REASON) or [None])[0] for o in outputs]
+        return outputs
+
+    async def _generate_chat_completion(self, input: Any, num_generations: int = 1,
+                                        max_new_tokens: int = 128, **kwargs: Any
+                                        ) -> GenerateOutput:
+        if not (isinstance(input, list) and self.wants_query(input)):
+            return await super()._generate_chat_completion(
+                input, num_generations=num_generations, max_new_tokens=max_new_tokens,
+                **kwargs)
+        prompt = self.apply_magpie_pre_query_template("", input)
+        body = {**(kwargs.get("extra_body") or {}), "add_special_tokens": False}
+        completion = await self._aclient.completions.create(
+            model=self.model, prompt=prompt, n=num_generations, max_tokens=max_new_tokens,
+            temperature=kwargs.get("temperature", 1.0), top_p=kwargs.get("top_p", 1.0),
+            stop=kwargs.get("stop"), extra_body=body)
+        usage = completion.usage
+        out = prepare_output([c.text for c in completion.choices],
+                             input_tokens=[usage.prompt_tokens if usage else 0],
+                             output_tokens=[usage.completion_tokens if usage else 0])
+        out[FINISH_REASON] = [c.finish_reason for c in completion.choices]
+        return out

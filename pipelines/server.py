@@ -12,7 +12,9 @@ installed); called from Python it serves a local folder, but it ignores ``n``,
 ``/v1/models`` fails offline when no Hugging Face cache folder exists. This one speaks
 the part of the API our pipelines use — ``/v1/models``, ``/v1/chat/completions`` with
 ``n``, ``max_tokens``, ``temperature``, ``top_p``, ``seed``, ``stop``, ``logprobs`` and
-``top_logprobs`` — and batches concurrent requests into one ``generate`` call through
+``top_logprobs``, and ``/v1/completions`` (raw text, no chat template: Magpie's bare
+user-turn prefix) with the same settings but logprobs, plus vLLM's
+``add_special_tokens`` — and batches concurrent requests into one ``generate`` call through
 ``BatchedTransformersLLM``. Each choice's ``finish_reason`` is the decoder's
 (``alignment.engine``): ``length`` when the token limit cut the answer off, ``stop`` when
 it ended, even on its last allowed token. For real throughput use vLLM (``vllm serve
@@ -79,7 +81,7 @@ class Batcher:
 
     def _run(self, batch: list) -> list[dict]:
         params = batch[0][1]
-        encoded = [self.llm.prepare_input(m) for m, _, _ in batch]
+        encoded = [_encode(self.llm, prompt, p) for prompt, p, _ in batch]
         if params["logprobs"]:
             return [_with_logprobs(self.llm, ids, params) for ids in encoded]
         gen: dict[str, Any] = {"max_new_tokens": params["max_tokens"],
@@ -90,6 +92,14 @@ class Batcher:
         return [{"texts": [g.text for g in row], "counts": [g.tokens for g in row],
                  "finish_reasons": [g.finish_reason for g in row], "prompt_tokens": len(ids),
                  "logprobs": None} for row, ids in zip(gens, encoded)]
+
+
+def _encode(llm: Any, prompt: list[dict] | str, params: dict) -> list[int]:
+    """A chat request's messages through the chat template; a completion request's raw
+    text as it is, with the tokenizer's special tokens (BOS) only when asked for."""
+    if isinstance(prompt, str):
+        return llm.tokenizer(prompt, add_special_tokens=params["add_special_tokens"]).input_ids
+    return llm.prepare_input(prompt)
 
 
 def _batch_key(params: dict) -> tuple | None:
@@ -168,50 +178,91 @@ def build_app(llm: Any, served_name: str, batch_size: int = 8):
         import asyncio
 
         body = await request.json()
-        if body.get("model") not in (served_name, None):
-            raise HTTPException(404, f"model {body.get('model')!r} is not served here; "
-                                     f"this server serves {served_name!r}")
-        if body.get("stream"):
-            raise HTTPException(400, "stream=true is not supported by this server")
+        _check_model(body)
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise HTTPException(400, "messages: expected a non-empty list of "
                                      "{role, content} objects")
-        params = {
-            "n": int(body.get("n") or 1),
-            "max_tokens": int(body.get("max_completion_tokens") or body.get("max_tokens")
-                              or 256),
-            "temperature": float(1.0 if body.get("temperature") is None
-                                 else body["temperature"]),
-            "top_p": float(body.get("top_p") or 1.0),
-            "seed": body.get("seed"),
-            "logprobs": bool(body.get("logprobs")),
-            "top_logprobs": int(body.get("top_logprobs") or 0),
-        }
+        params = {**_sampling(body), "logprobs": bool(body.get("logprobs")),
+                  "top_logprobs": int(body.get("top_logprobs") or 0)}
         result = await asyncio.wrap_future(batcher.submit(messages, params))
-        stops = body.get("stop") or []
-        stops = [stops] if isinstance(stops, str) else stops
         choices = []
-        for i, text in enumerate(result["texts"]):
-            # how the decoder says it ended: an answer whose end token is its last allowed
-            # one stopped, although it used all max_tokens
-            finish = result["finish_reasons"][i]
-            for s in stops:
-                if s and s in text:
-                    text, finish = text[:text.index(s)], "stop"
+        for i, (text, finish) in enumerate(_stopped(result, body.get("stop"))):
             choice = {"index": i, "message": {"role": "assistant", "content": text},
                       "finish_reason": finish, "logprobs": None}
             if result["logprobs"] is not None:
                 choice["logprobs"] = result["logprobs"][i]
             choices.append(choice)
-        completion = sum(result["counts"])
         return {"id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion",
                 "created": int(time.time()), "model": served_name, "choices": choices,
-                "usage": {"prompt_tokens": result["prompt_tokens"],
-                          "completion_tokens": completion,
-                          "total_tokens": result["prompt_tokens"] + completion}}
+                "usage": _usage(result)}
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> dict:
+        """Raw text in, its continuation out: no chat template is applied, so a client can
+        send a prompt that ends anywhere, such as a bare user-turn prefix (Magpie)."""
+        import asyncio
+
+        body = await request.json()
+        _check_model(body)
+        prompt = body.get("prompt")
+        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+            prompt = prompt[0]
+        if not isinstance(prompt, str) or not prompt:
+            raise HTTPException(400, "prompt: expected one non-empty string (lists of "
+                                     "prompts and token ids are not supported here)")
+        for field in ("echo", "suffix", "logprobs"):
+            if body.get(field) not in (None, False, ""):
+                raise HTTPException(400, f"{field} is not supported by this server's "
+                                         "/v1/completions")
+        params = {**_sampling(body), "logprobs": False, "top_logprobs": 0,
+                  "add_special_tokens": bool(body.get("add_special_tokens", True))}
+        result = await asyncio.wrap_future(batcher.submit(prompt, params))
+        choices = [{"index": i, "text": text, "finish_reason": finish, "logprobs": None}
+                   for i, (text, finish) in enumerate(_stopped(result, body.get("stop")))]
+        return {"id": f"cmpl-{uuid.uuid4().hex[:12]}", "object": "text_completion",
+                "created": int(time.time()), "model": served_name, "choices": choices,
+                "usage": _usage(result)}
+
+    def _check_model(body: dict) -> None:
+        if body.get("model") not in (served_name, None):
+            raise HTTPException(404, f"model {body.get('model')!r} is not served here; "
+                                     f"this server serves {served_name!r}")
+        if body.get("stream"):
+            raise HTTPException(400, "stream=true is not supported by this server")
 
     return app
+
+
+def _sampling(body: dict) -> dict:
+    """The generation settings of a request, OpenAI's defaults where it says nothing."""
+    return {"n": int(body.get("n") or 1),
+            "max_tokens": int(body.get("max_completion_tokens") or body.get("max_tokens")
+                              or 256),
+            "temperature": float(1.0 if body.get("temperature") is None
+                                 else body["temperature"]),
+            "top_p": float(body.get("top_p") or 1.0),
+            "seed": body.get("seed")}
+
+
+def _stopped(result: dict, stop: str | list | None) -> list[tuple[str, str]]:
+    """Each generated text cut at the first stop string, with how it ended."""
+    stops = [stop] if isinstance(stop, str) else (stop or [])
+    out = []
+    for text, finish in zip(result["texts"], result["finish_reasons"]):
+        # how the decoder says it ended: an answer whose end token is its last allowed
+        # one stopped, although it used all max_tokens
+        for s in stops:
+            if s and s in text:
+                text, finish = text[:text.index(s)], "stop"
+        out.append((text, finish))
+    return out
+
+
+def _usage(result: dict) -> dict:
+    completion = sum(result["counts"])
+    return {"prompt_tokens": result["prompt_tokens"], "completion_tokens": completion,
+            "total_tokens": result["prompt_tokens"] + completion}
 
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000,
