@@ -162,7 +162,8 @@ def ask(pool: list[str], llm, round_: int, *, num_prompts: int, per_prompt: int,
 
 def grow(seeds: list[str], llm, *, target: int, max_rounds: int, num_prompts: int,
          per_prompt: int, examples: int, threshold: float, seed: int, batch_size: int,
-         fresh: bool = False, ray: bool = False, log=print) -> tuple[list[tuple[int, str]], dict]:
+         fresh: bool = False, ray: bool = False,
+         log=print) -> tuple[list[tuple[int, str]], dict]:
     """Rounds of requests until ``target`` novel instructions exist, a round adds none,
     or ``max_rounds`` have run: the ``(round, instruction)`` pairs accepted, and the
     per-round counts with the reason for stopping."""
