@@ -412,7 +412,8 @@ class MagpieTransformersLLM(BatchedTransformersLLM, TemplateMagpieMixin):
             return self._tokenizer(text, add_special_tokens=False).input_ids
         return super().prepare_input(input)
 
-    def generate(self, inputs: list[StandardInput], num_generations: int = 1,  # type: ignore[override]
+    def generate(  # type: ignore[override]
+                 self, inputs: list[StandardInput], num_generations: int = 1,
                  max_new_tokens: int = 128, temperature: float = 1.0, top_p: float = 1.0,
                  do_sample: bool = True, repetition_penalty: float = 1.0,
                  seed: int | None = None) -> list[GenerateOutput]:

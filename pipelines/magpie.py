@@ -283,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"asked for {info['requests']} instructions, kept {info['kept_instructions']} "
           f"(dropped: {dropped})")
     for row in rows[:3]:
-        text = row["prompt"] if args.no_answers else row["messages"][0]["content"]
+        text = row["prompt"] if args.no_answers else \
+            next(m["content"] for m in row["messages"] if m["role"] == "user")
         print(f"  - {text[:100]!r}")
     runner.finish(rows, args, "Magpie data", {
         **runner.generation_info(args, [queries] + ([answers] if answers else [])),

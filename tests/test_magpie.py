@@ -150,6 +150,18 @@ def test_dry_run_counts_every_filter_in_the_card(tmp_path, capsys):
     assert all(r["messages"][1]["role"] == "assistant" for r in rows)
 
 
+def test_system_prompts_are_taken_in_turn_and_kept_in_the_messages(tmp_path, capsys):
+    out = tmp_path / "sys.jsonl"
+    assert _generate("magpie", "--dry-run", "--num-instructions", "6", "--system-prompt",
+                     "You help with cooking.", "--system-prompt", "You help with maths.",
+                     "-o", str(out)) == 0
+    rows = read_rows(out)
+    assert rows and all(r["messages"][0]["role"] == "system" for r in rows)
+    assert {r["messages"][0]["content"] for r in rows} == {"You help with cooking.",
+                                                            "You help with maths."}
+    assert "You help with" not in capsys.readouterr().out.split("kept", 1)[1]
+
+
 def test_no_answers_writes_prompts_from_the_tiny_model(varied_model, tmp_path):
     out = tmp_path / "prompts.jsonl"
     assert _generate("magpie", "--model", str(varied_model), "--num-instructions", "4",
