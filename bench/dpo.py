@@ -1,6 +1,7 @@
 """Benchmark `align dpo` with its defaults against TRL's stock DPO example, on a CPU.
 
     python bench/dpo.py [--pairs 64] [--model smollm2] [--threads N]
+    python bench/dpo.py --only cache [--pairs 64]   # the reference log-probs cache
 
 Both train one epoch over the same conversational preference pairs (varied lengths,
 built here with a fixed seed) on the bundled SmolLM2-135M-Instruct, each in its own subprocess so that peak
@@ -19,6 +20,13 @@ sum of the attention masks, reference pass not counted) at the final step; time 
 trainer's train_runtime (model loading and tokenisation excluded). On a shared machine
 wall time depends on what else runs, so the children's CPU seconds (whole process, user +
 system) are printed too. Figures are printed; nothing is asserted.
+
+`--only cache` measures the reference log-probs cache instead, three `align dpo` runs on
+the same pairs: `--reference_cache off` (TRL runs the reference on every batch, the
+baseline), then an empty cache folder (the reference pass runs once up front and is
+stored), then the same folder with another `--beta` (loaded). Each run's time is the whole
+command as a user waits for it (model loading and tokenisation included), beside the
+trainer's train_runtime and the reference pass's own seconds.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,6 +88,46 @@ def run_child(cmd: list[str], env: dict) -> tuple[int, int, float]:
     return proc.returncode, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
+def cache_runs(data: Path, model: str, tmp: Path, env: dict, extra: list[str]) -> int:
+    """Time `align dpo` without the reference cache, filling it, and loading it."""
+    runs = [("off", ["--reference_cache", "off"]),
+            ("first (stores)", ["--reference_cache", str(tmp / "cache")]),
+            ("again (loads)", ["--reference_cache", str(tmp / "cache"), "--beta", "0.5"])]
+    results = {}
+    for i, (name, flags) in enumerate(runs):
+        out = tmp / f"cache-{i}"
+        start = time.perf_counter()
+        code, rss, cpu = run_child([sys.executable, "-m", "alignment.cli", "dpo",
+                                    "--dataset", str(data), "--model", model,
+                                    "--output_dir", str(out), "--eval_split", "0",
+                                    "--logging_steps", "1", "--save_strategy", "no",
+                                    *flags, *extra], env)
+        wall = time.perf_counter() - start
+        if code != 0:
+            print(f"align dpo ({name}) failed (exit {code})", file=sys.stderr)
+            return 1
+        m = json.loads((out / "metrics.json").read_text())
+        ref = m.get("reference_cache", {}).get("train", {})
+        results[name] = {"wall_s": wall, "train_runtime_s": m["train_runtime_s"],
+                         "reference_s": ref.get("seconds"), "loaded": ref.get("loaded"),
+                         "first_loss": m.get("train_loss_first"), "cpu_s": cpu,
+                         "peak_rss": rss}
+    print(f"\nreference log-probs cache: DPO on {sum(1 for _ in open(data))} pairs, "
+          f"{Path(model).name}, one epoch, CPU ({os.cpu_count()} cores)")
+    print(f"{'':16}{'command s':>10}{'train s':>9}{'ref pass s':>11}{'cpu s':>8}"
+          f"{'first loss':>12}")
+    for name, r in results.items():
+        ref = "-" if r["reference_s"] is None else f"{r['reference_s']:.2f}"
+        print(f"{name:16}{r['wall_s']:>10.1f}{r['train_runtime_s']:>9.1f}{ref:>11}"
+              f"{r['cpu_s']:>8.0f}{r['first_loss']:>12.4f}")
+    off, first, again = results.values()
+    print(f"\nloaded / off: command time x{again['wall_s'] / off['wall_s']:.2f}, training "
+          f"x{again['train_runtime_s'] / off['train_runtime_s']:.2f}; stores / off: command "
+          f"x{first['wall_s'] / off['wall_s']:.2f}")
+    print(json.dumps(results))
+    return 0
+
+
 def trl_child(data: str, model: str, out: str, result: str) -> None:
     """TRL's example script, as its `--use_peft --lora_r 32 --lora_alpha 16` command runs."""
     import torch
@@ -116,7 +165,8 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=64)
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--threads", type=int, help="torch threads in both children")
-    parser.add_argument("--only", choices=["align", "trl"], help="run one side only")
+    parser.add_argument("--only", choices=["align", "trl", "cache"],
+                        help="run one side only, or `cache`: the reference log-probs cache")
     parser.add_argument("--align-args", default="", help="extra flags for align dpo, to try changes")
     parser.add_argument("--trl-child", nargs=4, metavar=("DATA", "MODEL", "OUT", "RESULT"),
                         help=argparse.SUPPRESS)
@@ -136,6 +186,8 @@ def main() -> int:
     data = tmp / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in make_pairs(args.pairs)))
 
+    if args.only == "cache":
+        return cache_runs(data, model, tmp, env, args.align_args.split())
     results = {}
     if args.only in (None, "align"):
         out = tmp / "align"
