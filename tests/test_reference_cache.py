@@ -210,3 +210,38 @@ def test_a_file_as_cache_folder_is_refused(tiny_model, tmp_path, capsys):
     code = align(["dpo", "--dataset", str(pairs), "--model", str(tiny_model),
                   "--reference_cache", str(not_a_folder)])
     assert code == 2 and "cache.txt" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_process_run_shares_one_entry(tiny_model, tmp_path):
+    """Under DDP rank 0 names the entry for both ranks; the second launch loads it."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    pairs = write_pairs(tmp_path / "pairs.jsonl", n=12)
+    cache = tmp_path / "cache"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "HF_HUB_OFFLINE": "1"}
+    logs = []
+    for beta in ("0.1", "0.5"):
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+               str(root / "alignment" / "configs" / "accelerate" / "ddp.yaml"),
+               "--num_processes", "2", "-m", "alignment.cli", "dpo",
+               "--config", str(root / "alignment" / "recipes" / "tiny_smoke.yaml"),
+               "--model", str(tiny_model), "--dataset", str(pairs),
+               "--output_dir", str(tmp_path / f"run-{beta}"), "--beta", beta,
+               "--reference_cache", str(cache)]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        logs.append(proc.stdout + proc.stderr)
+        assert proc.returncode == 0, logs[-1][-4000:]
+    entries = list(cache.iterdir())
+    assert len(entries) == 1 and entries[0].suffix == ".safetensors"
+    key = entries[0].stem
+    # both ranks computed their half and agreed on one key, then both loaded it
+    assert logs[0].count(f"cached as {key}") == 2, logs[0][-4000:]
+    assert logs[1].count(f"loaded from cache {key}") == 2, logs[1][-4000:]
+    metrics = json.loads((tmp_path / "run-0.1" / "metrics.json").read_text())
+    assert metrics["reference_cache"]["train"]["pairs"] == 12  # gathered, no duplicates
+    assert stored(cache, key)[0].shape == (12,)
