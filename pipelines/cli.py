@@ -27,6 +27,8 @@ PIPELINES: dict[str, tuple] = {
     "reversal": ("pipelines.reversal", "reversal augmentation: facts and Q/A in both directions"),
     "constraints": ("pipelines.constraints",
                     "prompts with checkable constraints (verifier specs), split by task"),
+    "personas": ("pipelines.personas",
+                 "persona x task-template requests, optionally written as prompts by a teacher"),
     "responses": ("pipelines.responses",
                   "N candidate responses per prompt from one or more models (unscored)"),
     "ultrafeedback": ("pipelines.aspect_ratings",

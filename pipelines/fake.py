@@ -14,6 +14,7 @@ pipelines send and answers in the format each one parses:
 - a simulated-user turn (a system prompt marked ``[simulated-user]``) -> a
   follow-up question;
 - a reversal prompt ("Reverse the fact") -> the reversed statement;
+- a persona request ("Here is a person:") -> a prompt in that person's voice;
 - (``FakeMagpieLLM``) a Magpie prompt, no user turn pending -> a user's instruction, or
   for every fourth request one the instruction filters must drop;
 - anything else -> an answer that quotes the last user turn.
@@ -114,6 +115,14 @@ def _reverse(prompt: str) -> str:
     return f"{obj} {verb} {subject}."
 
 
+def _persona_prompt(prompt: str) -> str:
+    persona = prompt.split("\n", 2)[1].split(". ", 1)[0].strip().rstrip(".")
+    who = persona[:1].lower() + persona[1:]
+    h = stable_hash(prompt)
+    return f"As {who}, I need help: {_VERBS[h % len(_VERBS)].lower()} " \
+           f"{_OBJECTS[(h // 11) % len(_OBJECTS)]} for me?"
+
+
 def fake_reply(messages: list[dict], index: int = 0, model: str = FAKE_MODEL_NAME) -> str:
     """The fake teacher's reply to one conversation (``index``: which of n generations;
     ``model`` salts free-form answers so two fake models disagree)."""
@@ -124,6 +133,8 @@ def fake_reply(messages: list[dict], index: int = 0, model: str = FAKE_MODEL_NAM
         return _evolve(user)
     if "Reverse the fact" in user:
         return _reverse(user)
+    if user.startswith("Here is a person:\n"):
+        return _persona_prompt(user)
     if SIMULATED_USER_MARK in system:
         turn = sum(1 for m in messages if m["role"] == "assistant")
         return f"Thanks. Follow-up {turn}: can you give an example about " \
