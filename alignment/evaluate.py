@@ -104,6 +104,8 @@ def completion_logps(model, pairs: list[dict], pad_id: int, max_length: int | No
                 scored[i, begin:len(ids)] = True
             logits = model(input_ids=input_ids.to(device),
                            attention_mask=attention.to(device)).logits.float()
+            # a prompt-tuned policy puts its virtual tokens' positions first: drop them
+            logits = logits[:, -width:]
             # token t is predicted by the logits at position t - 1
             logps = torch.log_softmax(logits[:, :-1], dim=-1).gather(
                 -1, input_ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1)

@@ -59,6 +59,10 @@ def enable(trainer) -> str | None:
     from peft import PeftModel
 
     model = trainer.model
+    if isinstance(model, PeftModel) and model.active_peft_config.is_prompt_learning:
+        # the policy's forward then feeds input embeddings (the soft prompt's, then the
+        # tokens'), which the shared layout does not take
+        return "a soft prompt (prompt tuning) goes in as input embeddings"
     base = model.get_base_model() if isinstance(model, PeftModel) else model
     reason = supported(base)
     if reason is not None:

@@ -188,6 +188,69 @@ def check_before_loading(model_args, training_args) -> None:
         raise ConfigError("--bf16 and --fp16 are exclusive; pick one")
 
 
+def check_peft_choice(script, model_args) -> None:
+    """Make ``--peft`` and ``--use_peft`` agree, and refuse prompt-tuning settings that cannot work.
+
+    ``--peft lora`` (the default) leaves ``--use_peft`` as it is, so ``--use_peft false``
+    stays the full fine-tune it always was; ``--peft none`` is that same switch spelt the
+    other way. ``--peft prompt-tuning`` keeps the base frozen too, so it counts as PEFT
+    wherever the recipes ask (one model in memory, the reference = adapter off).
+    """
+    from alignment.recipes._args import PEFT_METHODS
+
+    if script.peft not in PEFT_METHODS:
+        raise ConfigError(f"--peft {script.peft}: unknown; choose one of {', '.join(PEFT_METHODS)}")
+    if script.peft == "none":
+        model_args.use_peft = False
+    elif script.peft == "prompt-tuning" and not model_args.use_peft:
+        raise ConfigError("--peft prompt-tuning trains a soft prompt on a frozen base; it "
+                          "contradicts --use_peft false (a full fine-tune); drop one of them")
+    if script.peft != "prompt-tuning":
+        if script.prompt_tuning_init_text:
+            raise ConfigError("--prompt_tuning_init_text applies to --peft prompt-tuning only")
+        return
+    if not isinstance(script.num_virtual_tokens, int) or script.num_virtual_tokens < 1:
+        raise ConfigError(f"--num_virtual_tokens must be a whole number >= 1, got "
+                          f"{script.num_virtual_tokens}")
+    if script.prompt_tuning_init_text is not None and not script.prompt_tuning_init_text.strip():
+        raise ConfigError("--prompt_tuning_init_text is empty; give some text, or drop it for "
+                          "a random start")
+    if model_args.load_in_4bit or model_args.load_in_8bit:
+        raise ConfigError("--peft prompt-tuning on a quantized base is not supported here; "
+                          "drop --load_in_4bit/--load_in_8bit")
+
+
+def peft_config(script, model_args, model_path: str):
+    """The PEFT config the trainer wraps the model with: None for a full fine-tune, a
+    ``PromptTuningConfig`` for ``--peft prompt-tuning``, else TRL's LoRA config."""
+    if not model_args.use_peft:
+        return None
+    if script.peft != "prompt-tuning":
+        from trl import get_peft_config
+
+        return get_peft_config(model_args)
+    from peft import PromptTuningConfig, PromptTuningInit, TaskType
+
+    text = script.prompt_tuning_init_text
+    return PromptTuningConfig(
+        task_type=TaskType.CAUSAL_LM, num_virtual_tokens=script.num_virtual_tokens,
+        prompt_tuning_init=PromptTuningInit.TEXT if text else PromptTuningInit.RANDOM,
+        prompt_tuning_init_text=text or None,
+        # the text is tokenised with the model's own tokenizer, as PEFT reloads it
+        tokenizer_name_or_path=model_path if text else None)
+
+
+def peft_hyperparameters(script, model_args) -> dict:
+    """What the model card records about the trained parameters."""
+    if not model_args.use_peft:
+        return {}
+    if script.peft == "prompt-tuning":
+        return {"peft": "prompt-tuning", "num_virtual_tokens": script.num_virtual_tokens,
+                "prompt_tuning_init": "text" if script.prompt_tuning_init_text else "random"}
+    return {"lora_r": model_args.lora_r, "lora_alpha": model_args.lora_alpha,
+            "lora_target_modules": model_args.lora_target_modules}
+
+
 def resolve_model_spec(script_model: str | None, model_args) -> str:
     """``--model`` is the documented flag; ``--model_name_or_path`` is accepted as its alias."""
     from alignment.models import ModelNotAvailable, resolve_model
@@ -546,6 +609,9 @@ def write_model_card(output_dir: str | Path, *, method: str, base_model: str,
                 f"tokenizer = AutoTokenizer.from_pretrained(\"{out}\")\n"
                 f"# or fold the adapter into the base: align merge {out}\n```")
         kind = f"a LoRA adapter for `{base_model}`"
+        if hyperparameters.get("peft") == "prompt-tuning":  # a soft prompt: nothing to fold
+            load = load.replace(f"# or fold the adapter into the base: align merge {out}\n", "")
+            kind = f"a prompt-tuning adapter (a soft prompt) for `{base_model}`"
     else:
         load = (f"```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
                 f"model = AutoModelForCausalLM.from_pretrained(\"{out}\")\n"

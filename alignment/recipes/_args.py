@@ -46,3 +46,28 @@ class PairArguments(HeldOutArguments):
     wrap_plain_text: bool = field(default=True, metadata={
         "help": "Wrap plain-text pairs as one user turn and assistant reply so the chat "
                 "template applies; false uses the raw text."})
+
+
+PEFT_METHODS = ("lora", "prompt-tuning", "none")
+
+
+@dataclass
+class PeftArguments:
+    """Which parameters train: LoRA adapters, a soft prompt, or every weight.
+
+    Mixed into the ``ScriptArguments`` of the commands that accept ``--peft``; LoRA's own
+    settings (rank, targets) stay ``trl.ModelConfig``'s ``--lora_*`` fields.
+    """
+
+    peft: str = field(default="lora", metadata={
+        "help": "lora: train LoRA adapters on a frozen base (see --lora_r, "
+                "--lora_target_modules); prompt-tuning: train only a soft prompt of "
+                "--num_virtual_tokens embeddings put in front of every input; none: a full "
+                "fine-tune (the same as --use_peft false).",
+        "choices": list(PEFT_METHODS)})
+    num_virtual_tokens: int = field(default=20, metadata={
+        "help": "With --peft prompt-tuning: how many virtual tokens the soft prompt holds."})
+    prompt_tuning_init_text: str | None = field(default=None, metadata={
+        "help": "With --peft prompt-tuning: start the soft prompt from the embeddings of this "
+                "text's tokens (repeated or cut to --num_virtual_tokens); without it the "
+                "prompt starts random."})

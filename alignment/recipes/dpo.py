@@ -10,8 +10,9 @@ Precedence: dataclass defaults < align's working defaults (printed at start) < Y
 ``--config`` < command line. Unknown YAML keys are an error.
 
 The model is named with ``--model`` (a bundled name, a local folder or a hub id);
-``--model_name_or_path`` is accepted as an alias. With LoRA (the default) the reference
-model is the same base with its adapters switched off, so only one copy is in memory.
+``--model_name_or_path`` is accepted as an alias. With LoRA (the default) or a soft prompt
+(``--peft prompt-tuning``) the reference model is the same base with its adapter switched
+off, so only one copy is in memory.
 Its log-probs of every pair are computed once, before training, and cached on disk
 (``--reference_cache``): a run on the same pairs with another ``beta`` or ``loss_type``,
 or a resumed one, loads them instead of running the reference again.
@@ -28,11 +29,11 @@ from pathlib import Path
 
 from alignment import reference_cache, training
 from alignment.errors import ConfigError
-from alignment.recipes._args import PairArguments
+from alignment.recipes._args import PairArguments, PeftArguments
 
 
 @dataclass
-class ScriptArguments(PairArguments):
+class ScriptArguments(PairArguments, PeftArguments):
     """Data and model for a preference-tuning run; training settings live in DPOConfig."""
 
     init_adapter: str | None = field(default=None, metadata={
@@ -58,6 +59,8 @@ def _defaults(values) -> training.Defaults:
     name = Path(values.model or values.model_name_or_path or "smollm2").name
     has_eval = bool(values.eval_dataset) or values.eval_split > 0
     d = training.lora_cpu_defaults(f"runs/dpo-{name}", learning_rate=5e-5, has_eval=has_eval)
+    if values.peft == "prompt-tuning":
+        d["learning_rate"] = (1e-2, "suits a soft prompt (its few embeddings move slowly)")
     if not training.has_accelerator():
         # DPO pads each pair's chosen and rejected sequences to one length with the rest of
         # the batch; a batch of one pair pads only the shorter answer of the two, and holds
@@ -91,6 +94,7 @@ def main(argv: list[str]) -> int:
     training.print_defaults("align dpo", chosen)
 
     # --- Refuse what cannot work, before loading any weights --------------------------
+    training.check_peft_choice(script, model_args)
     training.check_before_loading(model_args, config)
     if config.sync_ref_model and model_args.use_peft:
         raise ConfigError("--sync_ref_model needs a separate reference model, which LoRA "
@@ -102,6 +106,9 @@ def main(argv: list[str]) -> int:
         cache = None
     model_path = training.resolve_model_spec(script.model, model_args)
     resume = training.resume_checkpoint(config)
+    if script.init_adapter and script.peft == "prompt-tuning":
+        raise ConfigError("--init_adapter continues a LoRA adapter with its own settings; "
+                          "drop --peft prompt-tuning (or --init_adapter)")
     if script.init_adapter:
         training.check_init_adapter(script.init_adapter, model_path, model_args)
 
@@ -116,7 +123,7 @@ def main(argv: list[str]) -> int:
           + f" ({training.environment_note()})")
 
     # --- Model and trainer --------------------------------------------------------------
-    from trl import DPOTrainer, get_peft_config
+    from trl import DPOTrainer
 
     model = training.load_causal_lm(model_path, model_args)
     if script.init_adapter:
@@ -126,7 +133,7 @@ def main(argv: list[str]) -> int:
         peft_config = None  # the adapter brings its own
     else:
         training.resolve_lora_targets(model_args, model)
-        peft_config = get_peft_config(model_args)
+        peft_config = training.peft_config(script, model_args, model_path)
     # ref_model=None: with LoRA TRL computes the reference log-probs on this same model
     # with the adapters disabled; for a full fine-tune it loads a second copy. With the
     # cache the log-probs are attached after the trainer is built (see reference_cache),
@@ -170,9 +177,7 @@ def main(argv: list[str]) -> int:
             "gradient_accumulation_steps": config.gradient_accumulation_steps,
             "max_length": config.max_length, "bf16": config.bf16, "seed": config.seed,
             **({"init_adapter": script.init_adapter} if script.init_adapter else {}),
-            **({"lora_r": model_args.lora_r, "lora_alpha": model_args.lora_alpha,
-                "lora_target_modules": model_args.lora_target_modules}
-               if model_args.use_peft else {})})
+            **training.peft_hyperparameters(script, model_args)})
     held_out = run.out / "eval_pairs.jsonl"
     training.print_run(run, files, notes=[
         f"held out:    {held_out}  (align eval --model {run.out} --dataset {held_out})"]

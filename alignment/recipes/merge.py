@@ -109,7 +109,20 @@ def _resolve(spec: str) -> str:
 
 def _adapter_config(folder: str | Path) -> dict | None:
     path = Path(folder) / "adapter_config.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    config = json.loads(path.read_text())
+    kind = config.get("peft_type", "LORA")
+    if kind != "LORA":
+        # a soft prompt (PROMPT_TUNING, P-tuning, prefix tuning) is extra input, not a
+        # change to any weight: there is nothing to add to the base's matrices
+        raise ConfigError(f"{folder}: a {kind} adapter cannot be merged: it adds "
+                          f"{config.get('num_virtual_tokens', 'some')} learned virtual tokens in "
+                          "front of every input instead of changing the weights, so there is "
+                          "nothing to fold into the base; load it with PEFT (the run's model "
+                          "card shows how) or `align eval --model "
+                          f"{folder}`")
+    return config
 
 
 def _check_adapter_base(adapter: str, recorded: str | None, base: str) -> None:

@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alignment import training
-from alignment.recipes._args import HeldOutArguments
+from alignment.recipes._args import HeldOutArguments, PeftArguments
 from alignment.errors import ConfigError, DataError
 
 
 @dataclass
-class ScriptArguments(HeldOutArguments):
+class ScriptArguments(HeldOutArguments, PeftArguments):
     """Data and model for an SFT run; training settings live in SFTConfig."""
 
     completion_only: bool = field(default=True, metadata={
@@ -49,6 +49,8 @@ def _defaults(values) -> training.Defaults:
     name = Path(values.model or values.model_name_or_path or "smollm2").name
     has_eval = bool(values.eval_dataset) or values.eval_split > 0
     d = training.lora_cpu_defaults(f"runs/sft-{name}", learning_rate=2e-4, has_eval=has_eval)
+    if values.peft == "prompt-tuning":
+        d["learning_rate"] = (3e-2, "suits a soft prompt (its few embeddings move slowly)")
     d["max_length"] = (512, "tokens per conversation; longer ones are truncated")
     d["num_train_epochs"] = (1, "")
     return d
@@ -144,6 +146,7 @@ def main(argv: list[str]) -> int:
     training.print_defaults("align sft", chosen)
 
     # --- Refuse what cannot work, before loading any weights --------------------------
+    training.check_peft_choice(script, model_args)
     training.check_before_loading(model_args, config)
     resume = training.resume_checkpoint(config)
     if config.assistant_only_loss and not script.completion_only:
@@ -187,12 +190,12 @@ def main(argv: list[str]) -> int:
           + f"; loss on {loss_on} ({training.environment_note()})")
 
     # --- Model and trainer --------------------------------------------------------------
-    from trl import SFTTrainer, get_peft_config
+    from trl import SFTTrainer
 
     model = training.load_causal_lm(model_path, model_args)
     trainer = SFTTrainer(model=model, args=config, train_dataset=train_rows,
                          eval_dataset=eval_rows, processing_class=tokenizer,
-                         peft_config=get_peft_config(model_args))
+                         peft_config=training.peft_config(script, model_args, model_path))
     if model_args.use_peft:
         trainer.model.print_trainable_parameters()
 
@@ -212,9 +215,6 @@ def main(argv: list[str]) -> int:
             "steps": run.steps, "batch_size": config.per_device_train_batch_size,
             "gradient_accumulation_steps": config.gradient_accumulation_steps,
             "max_length": config.max_length, "packing": config.packing, "bf16": config.bf16,
-            "seed": config.seed,
-            **({"lora_r": model_args.lora_r, "lora_alpha": model_args.lora_alpha,
-                "lora_target_modules": model_args.lora_target_modules}
-               if model_args.use_peft else {})})
+            "seed": config.seed, **training.peft_hyperparameters(script, model_args)})
     training.print_run(run, files)
     return 0
