@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("alignment.evaluate", "preference accuracy, reward margins and win rate"),
     "report": ("alignment.report", "render a run's plots and summary again"),
     "probe": ("alignment.probe", "linear probes per layer: do hidden states encode a label?"),
+    "invert": ("alignment.invert", "prompt inversion: search for a prompt that makes the model "
+                                   "write a given answer"),
 }
 
 
