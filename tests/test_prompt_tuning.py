@@ -63,6 +63,8 @@ def test_sft_trains_only_the_soft_prompt(sft_run, tiny_model):
     assert {tuple(v.shape) for v in weights.values()} == {(N, HIDDEN)}
     config = json.loads((run / "adapter_config.json").read_text())
     assert config["peft_type"] == "PROMPT_TUNING" and config["num_virtual_tokens"] == N
+    card = (run / "README.md").read_text()
+    assert "prompt-tuning adapter" in card and "align merge" not in card
     # the base is untouched: the reloaded model's base weights are the original ones
     original = AutoModelForCausalLM.from_pretrained(tiny_model)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), str(run))
