@@ -90,8 +90,8 @@ def main() -> int:
     train_path, eval_path = write(train, out / "train.jsonl"), write(held_out, out / "held_out.jsonl")
     methods = {"prompt-tuning": ["--peft", "prompt-tuning", "--num_virtual_tokens", "20",
                                  "--prompt_tuning_init_text", INIT_TEXT],
-               # the attention's q/v projections, as `align dpo` adapts on CPU: every
-               # linear layer is several times slower per step on a small CPU
+               # the attention's q/v projections, as `align dpo` adapts on CPU (every
+               # linear layer costs more time per step there)
                "lora": ["--peft", "lora", "--lora_target_modules", "q_proj", "v_proj"]}
     if args.lora_learning_rate:
         methods["lora"] += ["--learning_rate", str(args.lora_learning_rate)]
