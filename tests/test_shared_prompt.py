@@ -138,8 +138,12 @@ def test_align_dpo_trains_on_the_packed_rows(tiny_model, tmp_path, monkeypatch):
     data.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
     args = ["dpo", "--dataset", str(data), "--model", str(tiny_model), "--eval_split", "0",
             "--max_steps", "1", "--gradient_accumulation_steps", "1", "--save_strategy", "no"]
-    assert align([*args, "--output_dir", str(tmp_path / "on")]) == 0
+    assert align([*args, "--output_dir", str(tmp_path / "on"), "--reference_cache", "off"]) == 0
     assert len(calls) == 2  # one pair: the policy's forward and the reference's
+    calls.clear()
+    # with the reference cache, the reference pass over every pair is packed as well
+    assert align([*args, "--output_dir", str(tmp_path / "cached")]) == 0
+    assert len(calls) > 2
     calls.clear()
     assert align([*args, "--output_dir", str(tmp_path / "off"), "--share_prompt", "false"]) == 0
     assert calls == []
