@@ -59,6 +59,25 @@ def pick_dtype() -> tuple[str, str]:
     return "float32", "this CPU has no native bf16, so float32 is faster"
 
 
+def load_for_inference(spec: str):
+    """(model in eval mode, tokenizer, dtype name, why) for a model name align knows
+    (``smollm2``), a local folder or a hub id, in :func:`pick_dtype`'s dtype."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from alignment.errors import ConfigError
+    from alignment.models import ModelNotAvailable, resolve_model
+    from alignment.training import load_tokenizer
+
+    try:
+        path = resolve_model(spec)
+    except ModelNotAvailable as e:
+        raise ConfigError(str(e)) from None
+    dtype, why = pick_dtype()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
+    return model, load_tokenizer(path), dtype, why
+
+
 def logits_processors(do_sample: bool, temperature: float = 1.0, top_p: float = 1.0,
                       top_k: int = 0, repetition_penalty: float = 1.0):
     """transformers' processors in generate's order: penalties, then the sampling warpers."""

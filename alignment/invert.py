@@ -358,21 +358,11 @@ def plot(result: dict, path: Path) -> None:
 
 
 def _load(spec: str):
-    import torch
-    from transformers import AutoModelForCausalLM
+    from alignment.engine import load_for_inference
 
-    from alignment.engine import pick_dtype
-    from alignment.models import ModelNotAvailable, resolve_model
-    from alignment.training import load_tokenizer
-
-    try:
-        path = resolve_model(spec)
-    except ModelNotAvailable as e:
-        raise ConfigError(str(e)) from None
-    dtype, why = pick_dtype()
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
+    model, tokenizer, dtype, why = load_for_inference(spec)
     model.requires_grad_(False)  # frozen: gradients reach the prompt only
-    return model, load_tokenizer(path), dtype, why
+    return model, tokenizer, dtype, why
 
 
 def run(targets: str | None = None, model: str = "smollm2", steps: int = 50,

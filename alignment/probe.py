@@ -317,20 +317,9 @@ def plot(result: dict, path: Path) -> None:
 
 
 def _load(spec: str):
-    import torch
-    from transformers import AutoModelForCausalLM
+    from alignment.engine import load_for_inference
 
-    from alignment.engine import pick_dtype
-    from alignment.models import ModelNotAvailable, resolve_model
-    from alignment.training import load_tokenizer
-
-    try:
-        path = resolve_model(spec)
-    except ModelNotAvailable as e:
-        raise ConfigError(str(e)) from None
-    dtype, why = pick_dtype()
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
-    return model, load_tokenizer(path), dtype, why
+    return load_for_inference(spec)
 
 
 def run(data: str | None, model: str = "smollm2", text_field: str = "text",
