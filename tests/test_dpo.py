@@ -67,13 +67,13 @@ def test_dpo_metrics(run):
     assert m["global_step"] == 6 and m["train_runtime_s"] > 0 and m["tokens_per_s"] > 0
     assert m["train_pairs"] + m["eval_pairs"] == 24
     config = m["config"]
-    assert config["DPOConfig"]["beta"] == 0.1 and config["ModelConfig"]["use_peft"] is True
+    assert config["DPOConfig"]["beta"] == 0.5 and config["ModelConfig"]["use_peft"] is True
     assert config["ScriptArguments"]["dataset"][0].endswith("pairs.jsonl")
 
 
 def test_dpo_model_card(run):
     card = (run / "README.md").read_text()
-    assert "pairs.jsonl" in card and "| `beta` | `0.1` |" in card
+    assert "pairs.jsonl" in card and "| `beta` | `0.5` |" in card
     assert "AutoPeftModelForCausalLM" in card and "rewards/margins" in card
 
 

@@ -63,7 +63,7 @@ def test_eval_policy_against_reference(run, tmp_path, capsys):
     for value in (policy["reward_accuracy"], policy["logprob_accuracy"],
                   reference["logprob_accuracy"]):
         assert 0 <= value <= 1
-    assert result["pairs"] == 6 and result["beta"] == 0.1  # beta read from the run
+    assert result["pairs"] == 6 and result["beta"] == 0.5  # beta read from the run
     # the untrained base prefers the short rejected answer; DPO moved the policy
     assert reference["logprob_accuracy"] == 0
     assert policy["reward_accuracy"] == 1 and policy["reward_margin_mean"] > 0

@@ -221,7 +221,10 @@ def test_dpo_cpu_working_defaults():
     # one pair per micro-batch, 4 per optimizer step; no checkpointing, no LoRA dropout
     assert (config.per_device_train_batch_size, config.gradient_accumulation_steps) == (1, 4)
     assert config.gradient_checkpointing is False and model_args.lora_dropout == 0.0
-    assert model_args.lora_target_modules is None  # resolved once the model is loaded
+    # from the measured sweep (README): every linear layer, rate 5e-4, two epochs, beta 0.5
+    assert model_args.lora_target_modules in (["all-linear"], "all-linear")
+    assert (config.learning_rate, config.num_train_epochs, config.beta) == (5e-4, 2, 0.5)
+    assert config.loss_type in ("sigmoid", ["sigmoid"])  # plain DPO: the loss starts at ln 2
 
 
 def test_unset_lora_targets_follow_the_architecture(tiny_model):

@@ -58,7 +58,13 @@ class ScriptArguments(PairArguments, PeftArguments):
 def _defaults(values) -> training.Defaults:
     name = Path(values.model or values.model_name_or_path or "smollm2").name
     has_eval = bool(values.eval_dataset) or values.eval_split > 0
-    d = training.lora_cpu_defaults(f"runs/dpo-{name}", learning_rate=5e-5, has_eval=has_eval)
+    # Rate, epochs, beta and target modules come from a measured sweep on 58 on-policy pairs
+    # of the bundled 135M model (README, "Choosing the loop's DPO settings"): 5e-5 for one
+    # epoch on q/v left the policy where it started; these gave +13 points held out. The
+    # loss stays plain DPO (the SFT term the loop adds changes what the loss means).
+    d = training.lora_cpu_defaults(f"runs/dpo-{name}", learning_rate=5e-4, has_eval=has_eval)
+    d["learning_rate"] = (5e-4, "LoRA on small preference sets: 5e-5 moved nothing in the sweep")
+    d["beta"] = (0.5, "a tighter hold on the reference than TRL's 0.1, for the higher rate")
     if values.peft == "prompt-tuning":
         d["learning_rate"] = (1e-2, "suits a soft prompt (its few embeddings move slowly)")
     if not training.has_accelerator():
@@ -69,13 +75,10 @@ def _defaults(values) -> training.Defaults:
         # checkpointed batches of two. Accumulation keeps 4 pairs per optimizer step.
         d["per_device_train_batch_size"] = (1, "one pair a step: the least padding and memory")
         d["gradient_accumulation_steps"] = (4, "4 pairs per optimizer step")
-        # Adapters on every linear layer cost about 40% more CPU time per token than on
-        # the attention's q/v projections (many small matrix products, forward and back).
-        d["lora_target_modules"] = (None, "PEFT's default for the architecture (q_proj, "
-                                          "v_proj on Llama-style models): all-linear is "
-                                          "about 40% slower on CPU")
+        # Adapters on every linear layer (the shared LoRA default) cost about 40% more CPU
+        # time per token than on q/v only; in the sweep they tripled the held-out gain.
     d["max_length"] = (512, "prompt + completion tokens; longer pairs are truncated")
-    d["num_train_epochs"] = (1, "")
+    d["num_train_epochs"] = (2, "two passes over a few hundred pairs")
     return d
 
 
