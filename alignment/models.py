@@ -31,7 +31,11 @@ def align_home() -> Path:
 
 
 def models_dir() -> Path:
-    return align_home() / "models"
+    """Where prepared models live: ``ALIGN_MODELS_DIR``, else ``ALIGN_HOME/models``."""
+    import os
+
+    forced = os.environ.get("ALIGN_MODELS_DIR")
+    return Path(forced).expanduser() if forced else align_home() / "models"
 
 
 @dataclass(frozen=True)

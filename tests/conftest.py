@@ -22,6 +22,18 @@ os.environ.setdefault("WANDB_DISABLED", "true")
 
 pytest_plugins = ["tests.fixtures_pipelines", "tests.fixtures_annotation"]
 
+
+def _shared_models_dir() -> str:
+    from alignment.models import models_dir
+
+    return str(models_dir())
+
+
+# Prepared models are shared by every test, through the environment: distilabel's step
+# processes come from a forkserver that keeps the environment of the test that started it,
+# so a per-test value would point later tests' steps at an earlier test's folder.
+os.environ.setdefault("ALIGN_MODELS_DIR", _shared_models_dir())
+
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
@@ -145,4 +157,4 @@ def _isolated_home(tmp_path, monkeypatch):
 
     real_models = models.models_dir()
     monkeypatch.setenv("ALIGN_HOME", str(tmp_path / "align-home"))
-    monkeypatch.setattr(models, "models_dir", lambda: real_models)
+    assert models.models_dir() == real_models  # ALIGN_MODELS_DIR keeps it shared
