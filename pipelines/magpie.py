@@ -1,7 +1,7 @@
 """Magpie: instructions drawn from an aligned model given nothing but the text its chat
 template puts before a user message, then (optionally) the model's answers.
 
-1. Each of ``--num-instructions`` requests sends the model the template's user-turn
+1. Each request sends the model the template's user-turn
    prefix (for ChatML ``<|im_start|>user\\n``; read off the tokenizer's chat template,
    see ``pipelines.llms.pre_query_prompt``), so it writes a user's query itself
    (distilabel's ``Magpie`` task, instructions only). ``--system-prompt`` puts a system
@@ -12,7 +12,14 @@ template puts before a user message, then (optionally) the model's answers.
    marker such as ``assistant`` or ``user:`` at the start or on a line of its own), cut
    off by ``--query-max-tokens``, exact duplicates (normalised) and near duplicates
    (MinHash Jaccard at least ``--near-threshold``).
-3. The teacher answers each kept instruction (``TextGeneration``) unless ``--no-answers``,
+3. Requests go out in rounds until ``--num-instructions`` instructions pass the filters:
+   the first round asks for that many, each later one for the shortfall scaled by the
+   share kept so far (at most four times the shortfall), and the filters see every
+   candidate of every round, so a duplicate of an earlier round's instruction is dropped
+   too. Rounds stop when the target is reached (the surplus of the last round is dropped
+   and counted), when a round adds no instruction (the model has run dry at these
+   settings), or after ``--max-rounds``; the run prints each round and the reason.
+4. The teacher answers each kept instruction (``TextGeneration``) unless ``--no-answers``,
    which writes the instructions alone as prompts.
 
 Both stages are distilabel pipelines with their own journal, so a killed run resumes at
@@ -25,6 +32,7 @@ the stage and row where it stopped.
 # no `from __future__ import annotations`: distilabel reads `process`'s annotations
 # at run time to find the `StepInput` parameter.
 import argparse
+import math
 import re
 import sys
 from typing import TYPE_CHECKING, Any
@@ -179,10 +187,12 @@ def build_answers(rows: list[dict], llm, batch_size: int) -> tuple[Pipeline, run
     return pipeline, journal
 
 
-def request_rows(num: int, seed: int, system_prompts: list[str]) -> list[dict]:
-    """One row per request; system prompts (if any) taken in turn."""
+def request_rows(num: int, seed: int, system_prompts: list[str], start: int = 0
+                 ) -> list[dict]:
+    """Requests ``start`` .. ``start + num - 1``, one row each; system prompts (if any)
+    taken in turn."""
     rows = []
-    for i in range(num):
+    for i in range(start, start + num):
         row = {"id": runner.text_id(f"magpie:{seed}:{i}"), "order": [i],
                "seed": stable_hash(f"{seed}:{i}") % 2**31}
         if system_prompts:
@@ -191,19 +201,70 @@ def request_rows(num: int, seed: int, system_prompts: list[str]) -> list[dict]:
     return rows
 
 
-def generate(query_llm, answer_llm, *, num_instructions: int = 8, seed: int = 0,
-             system_prompts: list[str] | None = None, special: tuple[str, ...] = (),
-             near_threshold: float | None = 0.8, keep_truncated: bool = False,
-             batch_size: int = 8, fresh: bool = False, ray: bool = False
-             ) -> tuple[list[dict], dict]:
-    """SFT rows (prompt rows when ``answer_llm`` is None) for the instructions that pass
-    the filters, and the counts for the card."""
-    rows = request_rows(num_instructions, seed, system_prompts or [])
-    done = runner.run(lambda part: build_queries(part, query_llm, batch_size), rows,
-                      fresh=fresh, ray=ray)
-    kept, counts = filter_instructions(done, special, near_threshold, keep_truncated)
-    info = {"requests": len(rows), "kept_instructions": len(kept),
-            "instruction_filters": counts}
+def next_request_count(target: int, kept: int, asked: int) -> int:
+    """How many requests the next round sends: the shortfall, scaled by the share of
+    requests kept so far, at least the shortfall and at most four times it."""
+    short = target - kept
+    if asked == 0:
+        return target
+    rate = kept / asked
+    return short * 4 if rate <= 0.25 else min(short * 4, max(short, math.ceil(short / rate)))
+
+
+def ask(query_llm, *, target: int, max_rounds: int, seed: int, system_prompts: list[str],
+        special: tuple[str, ...], near_threshold: float | None, keep_truncated: bool,
+        batch_size: int, fresh: bool, ray: bool, log=print) -> tuple[list[dict], dict]:
+    """Rounds of instruction requests until ``target`` pass the filters, a round adds
+    none, or ``max_rounds`` have run: the kept instructions (at most ``target``) and the
+    counts for the card. Request ``i`` has the same id and seed whatever round sends it,
+    so the first round of a run is that of a single-round run, and a resumed run replays
+    the finished rounds from the journal."""
+    done: list[dict] = []
+    kept: list[dict] = []
+    counts: dict = {}
+    rounds: list[dict] = []
+    stopped = "max_rounds"
+    for r in range(1, max_rounds + 1):
+        n = next_request_count(target, len(kept), len(done))
+        rows = request_rows(n, seed, system_prompts, start=len(done))
+        done += runner.run(lambda part: build_queries(part, query_llm, batch_size), rows,
+                           fresh=fresh, ray=ray)
+        before = len(kept)
+        kept, counts = filter_instructions(done, special, near_threshold, keep_truncated)
+        added = min(len(kept), target) - before
+        rounds.append({"round": r, "requests": n, "added": added,
+                       "kept_so_far": min(len(kept), target)})
+        log(f"magpie round {r}: asked for {n} instructions, {added} more passed the "
+            f"filters ({min(len(kept), target)} of {target})")
+        if len(kept) >= target:
+            stopped = "target_reached"
+            break
+        if added <= 0:
+            stopped = "no_new_instructions"
+            break
+    surplus = max(0, len(kept) - target)
+    kept = kept[:target]
+    why = {"target_reached": "target reached",
+           "no_new_instructions": f"round {len(rounds)} added no instruction",
+           "max_rounds": f"--max-rounds {max_rounds} reached"}[stopped]
+    log(f"magpie: stopped after {len(rounds)} round(s), {why}: {len(kept)} of {target} "
+        f"instructions")
+    return kept, {"requests": len(done), "target": target, "kept_instructions": len(kept),
+                  "instruction_filters": {**counts, "over_target": surplus},
+                  "max_rounds": max_rounds, "stopped": stopped, "rounds": rounds}
+
+
+def generate(query_llm, answer_llm, *, num_instructions: int = 8, max_rounds: int = 5,
+             seed: int = 0, system_prompts: list[str] | None = None,
+             special: tuple[str, ...] = (), near_threshold: float | None = 0.8,
+             keep_truncated: bool = False, batch_size: int = 8, fresh: bool = False,
+             ray: bool = False, log=print) -> tuple[list[dict], dict]:
+    """SFT rows (prompt rows when ``answer_llm`` is None) for at most ``num_instructions``
+    instructions that pass the filters, and the counts for the card."""
+    kept, info = ask(query_llm, target=num_instructions, max_rounds=max_rounds, seed=seed,
+                     system_prompts=system_prompts or [], special=special,
+                     near_threshold=near_threshold, keep_truncated=keep_truncated,
+                     batch_size=batch_size, fresh=fresh, ray=ray, log=log)
     if answer_llm is None:
         out = [{"id": runner.text_id(r["instruction"]), "prompt": r["instruction"],
                 **({"system": r["system_prompt"]} if r.get("system_prompt") else {}),
@@ -227,7 +288,10 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="align generate magpie", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--num-instructions", type=int, default=8,
-                   help="instructions asked of the model (before the filters)")
+                   help="instructions wanted after the filters; rounds of requests go on "
+                        "until that many pass")
+    p.add_argument("--max-rounds", type=int, default=5,
+                   help="stop after this many rounds even if the target is not reached")
     p.add_argument("--system-prompt", action="append", default=None,
                    help="a system turn before the user's, to steer the topic; repeat for "
                         "several, used in turn (default: none)")
@@ -265,23 +329,24 @@ def query_llm(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.num_instructions < 1:
+    if args.num_instructions < 1 or args.max_rounds < 1:
         from alignment.errors import ConfigError
 
-        raise ConfigError(f"--num-instructions {args.num_instructions}: ask for at least one")
+        raise ConfigError(f"--num-instructions {args.num_instructions}, --max-rounds "
+                          f"{args.max_rounds}: each must be at least one")
     queries = query_llm(args)
     special = () if args.dry_run else special_tokens(
         queries.template_tokenizer() if args.base_url else load_tokenizer(args.model))
     print(f"pre-query prompt ({queries.model_name}): {queries.magpie_pre_query_template!r}")
     answers = None if args.no_answers else runner.teacher(args)
     rows, info = generate(queries, answers, num_instructions=args.num_instructions,
-                          seed=args.seed, system_prompts=args.system_prompt, special=special,
+                          max_rounds=args.max_rounds, seed=args.seed, system_prompts=args.system_prompt, special=special,
                           near_threshold=args.near_threshold,
                           keep_truncated=args.keep_truncated, batch_size=args.concurrency,
                           fresh=args.fresh, ray=args.ray)
     dropped = ", ".join(f"{k} {v}" for k, v in info["instruction_filters"].items())
-    print(f"asked for {info['requests']} instructions, kept {info['kept_instructions']} "
-          f"(dropped: {dropped})")
+    print(f"asked for {info['requests']} instructions in {len(info['rounds'])} round(s), "
+          f"kept {info['kept_instructions']} (dropped: {dropped})")
     for row in rows[:3]:
         text = row["prompt"] if args.no_answers else \
             next(m["content"] for m in row["messages"] if m["role"] == "user")

@@ -123,9 +123,11 @@ def test_dry_run_counts_every_filter_in_the_card(tmp_path, capsys):
     from pipelines.fake import _MAGPIE_FAILURES
 
     out = tmp_path / "magpie.jsonl"
-    assert _generate("magpie", "--dry-run", "--num-instructions", "40", "-o", str(out)) == 0
+    assert _generate("magpie", "--dry-run", "--num-instructions", "40", "--max-rounds", "1",
+                     "-o", str(out)) == 0
     printed = capsys.readouterr().out
     assert repr(CHATML_USER) in printed and "asked for 40 instructions" in printed
+    assert "--max-rounds 1 reached" in printed
     card = read_card(out)
     counts = card["instruction_filters"]
     assert card["pre_query_template"] == CHATML_USER and card["requests"] == 40
@@ -150,6 +152,45 @@ def test_dry_run_counts_every_filter_in_the_card(tmp_path, capsys):
     assert all(r["messages"][1]["role"] == "assistant" for r in rows)
 
 
+def test_rounds_top_up_to_the_target_and_filter_across_rounds(tmp_path, capsys):
+    out = tmp_path / "magpie.jsonl"
+    assert _generate("magpie", "--dry-run", "--num-instructions", "12", "-o", str(out)) == 0
+    printed = capsys.readouterr().out
+    card = read_card(out)
+    rows = read_rows(out)
+    # the filters drop about one request in four, so one round of 12 cannot be enough
+    assert len(card["rounds"]) >= 2 and card["stopped"] == "target_reached"
+    assert card["kept_instructions"] == len(rows) == 12
+    assert card["rounds"][0]["requests"] == 12
+    assert card["requests"] == sum(r["requests"] for r in card["rounds"])
+    # every request is kept, dropped by a filter, or over the target
+    assert card["requests"] == 12 + sum(card["instruction_filters"].values())
+    assert [r["kept_so_far"] for r in card["rounds"]][-1] == 12
+    assert "magpie round 2:" in printed and "target reached: 12 of 12" in printed
+    prompts = [r["messages"][0]["content"] for r in rows]
+    assert len(set(prompts)) == 12  # no duplicate across rounds either
+    # the first round is a single-round run's
+    single = tmp_path / "single.jsonl"
+    assert _generate("magpie", "--dry-run", "--num-instructions", "12", "--max-rounds", "1",
+                     "-o", str(single)) == 0
+    first = [r["messages"][0]["content"] for r in read_rows(single)]
+    assert first == prompts[:len(first)] and len(first) < 12
+
+
+def test_rounds_stop_when_a_round_adds_nothing(tmp_path, capsys):
+    out = tmp_path / "dry.jsonl"
+    # a one-token limit cuts off every instruction the fake teacher writes
+    assert _generate("magpie", "--dry-run", "--num-instructions", "5", "--query-max-tokens",
+                     "1", "-o", str(out)) == 0
+    card = read_card(out)
+    assert card["stopped"] == "no_new_instructions" and card["kept_instructions"] == 0
+    assert len(card["rounds"]) == 1 and card["rounds"][0]["added"] == 0
+    assert card["instruction_filters"]["truncated"] + card["instruction_filters"]["empty"] \
+        == card["requests"] == 5
+    assert "round 1 added no instruction: 0 of 5" in capsys.readouterr().out
+    assert read_rows(out) == []
+
+
 def test_system_prompts_are_taken_in_turn_and_kept_in_the_messages(tmp_path, capsys):
     out = tmp_path / "sys.jsonl"
     assert _generate("magpie", "--dry-run", "--num-instructions", "6", "--system-prompt",
@@ -169,14 +210,17 @@ def test_no_answers_writes_prompts_from_the_tiny_model(varied_model, tmp_path):
                      "--concurrency", "4", "-o", str(out)) == 0
     card = read_card(out)
     assert card["pre_query_template"] == CHATML_USER and card["answers"] is False
-    assert card["requests"] == 4
-    assert len(read_rows(out)) == card["kept_instructions"]
+    assert card["rounds"][0]["requests"] == 4 and card["requests"] >= 4
+    assert len(read_rows(out)) == card["kept_instructions"] <= 4
     assert all(set(r) >= {"id", "prompt"} for r in read_rows(out))
 
 
 def test_bad_num_instructions_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="--num-instructions"):
         _generate("magpie", "--dry-run", "--num-instructions", "0", "-o",
+                  str(tmp_path / "o.jsonl"))
+    with pytest.raises(ConfigError, match="--max-rounds 0"):
+        _generate("magpie", "--dry-run", "--max-rounds", "0", "-o",
                   str(tmp_path / "o.jsonl"))
 
 
