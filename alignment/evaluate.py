@@ -434,9 +434,13 @@ def main(argv: list[str]) -> int:
     judged = parser.add_argument_group(
         "judged win rate", "greedy answers of the policy and the reference to held-out "
         "prompts, compared by an AI judge in both orders; on by default")
-    judged.add_argument("--judge", default="smollm2",
+    judged.add_argument("--judge", default=None,
                         help="judge model: bundled name, folder or hub id (default: smollm2, "
                              "135M parameters: weak and position-biased, a smoke signal only)")
+    judged.add_argument("--judge-from", "--judge_from", metavar="CALIBRATION",
+                        help="pick the judge that agrees best with people: the calibration.json "
+                             "of `align annotate calibrate` (its best-agreeing judge that "
+                             "loads here)")
     judged.add_argument("--no_win_rate", "--no-win-rate", action="store_true",
                         help="skip generation and judging")
     judged.add_argument("--win_rate_prompts", "--win-rate-prompts", type=int, default=10,
@@ -449,13 +453,24 @@ def main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
+    choice = None
+    if args.judge_from and args.judge:
+        raise ConfigError("--judge and --judge-from both name the judge: pass one")
+    if args.judge_from and not args.no_win_rate:
+        from alignment.winrate import format_choice, pick_judge
+
+        choice = pick_judge(args.judge_from)
+        print("\n".join(format_choice(choice)))
+    judge = choice["judge"] if choice else (args.judge or "smollm2")
     result = evaluate(args.model, args.dataset, base=args.base, beta=args.beta,
                       batch_size=args.batch_size, max_length=args.max_length,
-                      max_pairs=args.max_pairs, judge=None if args.no_win_rate else args.judge,
+                      max_pairs=args.max_pairs, judge=None if args.no_win_rate else judge,
                       win_rate_prompts=args.win_rate_prompts,
                       max_new_tokens=args.max_new_tokens, samples=args.samples,
                       dtype=args.dtype, prompts=args.prompts, factual=args.factual,
                       seed=args.seed)
+    if choice:
+        result["judge_choice"] = choice
     print(format_table(result))
     output = args.output or (Path(args.model) / "eval.json" if Path(args.model).is_dir() else None)
     if output:

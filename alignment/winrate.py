@@ -11,7 +11,11 @@ the samples kept side by side.
 from __future__ import annotations
 
 import json
+import re
 import time
+from pathlib import Path
+
+from alignment.errors import ConfigError, DataError
 
 
 def distinct_prompts(pairs, n: int) -> list:
@@ -185,4 +189,79 @@ def format_judged(j: dict) -> list[str]:
                      f"base {j['mean_words_base']:.1f})")
     if j["identical_answers"]:
         lines.append(f"  ({j['identical_answers']} prompt(s) got the same answer from both)")
+    return lines
+
+
+# ---------------------------------------------------------------- picking a judge
+
+_JUDGE_KIND = re.compile(r"^(?:rating|pairwise|aspect|ranking)-judge:")
+_JUDGE_ROUTE = re.compile(r"\s*\((?:endpoint|reward model)[^)]*\)\s*$")
+
+
+def judge_spec(name: str) -> str:
+    """The model spec inside a judge's name as the pipelines write it
+    (``rating-judge:smollm2`` -> ``smollm2``; ``m (endpoint, strict parse)`` -> ``m``)."""
+    return _JUDGE_ROUTE.sub("", _JUDGE_KIND.sub("", name.strip())).strip()
+
+
+def pick_judge(calibration: str | Path) -> dict:
+    """The judge that agrees best with people, from ``align annotate calibrate``'s JSON:
+    the first judge (they are ranked by mean Kendall's tau against the human consensus)
+    with a defined tau whose model loads here, with its figures, and why each judge
+    ranked above it was passed over."""
+    from alignment.models import ModelNotAvailable, resolve_model
+
+    path = Path(calibration)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(path, "no such file; `align annotate calibrate` writes it "
+                        "(calibration.json beside the pull report)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(path, f"not JSON ({e}); pass the calibration.json that "
+                        "`align annotate calibrate` writes") from None
+    judges = data.get("judges") if isinstance(data, dict) else None
+    if not isinstance(judges, list) or not judges:
+        raise DataError(path, "no judges: pass the calibration.json that `align annotate "
+                        "calibrate` writes", field="judges")
+    passed_over = []
+    for i, fig in enumerate(judges, 1):
+        if not isinstance(fig, dict) or not isinstance(fig.get("judge"), str):
+            raise DataError(path, "each judge needs a `judge` name", row=i, field="judges")
+        tau = (fig.get("kendall_tau") or {}).get("mean")
+        if tau is None:
+            passed_over.append({"judge": fig["judge"], "why": "tau undefined"})
+            continue
+        spec = judge_spec(fig["judge"])
+        try:
+            resolve_model(spec)
+        except ModelNotAvailable as e:
+            passed_over.append({"judge": fig["judge"], "why": str(e)})
+            continue
+        tau_fig = fig["kendall_tau"]
+        return {"from": str(path), "judge": spec, "name": fig["judge"],
+                "records_compared": fig.get("records_compared"), "kendall_tau": tau_fig,
+                "top1_agreement": fig.get("top1_agreement"),
+                "above_chance": bool(tau_fig.get("ci95")) and tau_fig["ci95"][0] > 0,
+                "passed_over": passed_over}
+    why = "; ".join(f"{p['judge']}: {p['why']}" for p in passed_over)
+    raise ConfigError(f"--judge-from {path}: no judge in it loads here ({why}); pass "
+                      "--judge, or --no-win-rate")
+
+
+def format_choice(choice: dict) -> list[str]:
+    """How `align eval` says which judge it picked and how far people agree with it."""
+    def fig(f: dict | None) -> str:
+        if not f or f.get("mean") is None:
+            return "n/a"
+        ci = "" if not f.get("ci95") else f" [{f['ci95'][0]:.2f}, {f['ci95'][1]:.2f}]"
+        return f"{f['mean']:.2f}{ci}"
+    lines = [f"judge {choice['judge']} picked from {choice['from']}: Kendall's tau with "
+             f"people {fig(choice['kendall_tau'])}, top-1 agreement "
+             f"{fig(choice['top1_agreement'])} over {choice['records_compared']} records"]
+    for p in choice["passed_over"]:
+        lines.append(f"  passed over {p['judge']} (agrees better): {p['why']}")
+    if not choice["above_chance"]:
+        lines.append("  its agreement with people is not above chance (the interval of tau "
+                     "reaches 0): read its win rate with care")
     return lines

@@ -170,3 +170,74 @@ def test_report_rerenders(run, capsys):
 def test_report_on_a_folder_without_a_run(tmp_path, capsys):
     assert align(["report", str(tmp_path)]) == 2
     assert "trainer_state.json" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- picking the judge
+
+def _calibration(path: Path, judges: list[tuple[str, float, list[float]]]) -> str:
+    """A calibration.json as `align annotate calibrate` writes it, judges best first."""
+    path.write_text(json.dumps({"records": 30, "judges": [
+        {"judge": name, "records_compared": 30,
+         "kendall_tau": {"n": 30, "mean": tau, "ci95": ci},
+         "top1_agreement": {"n": 30, "mean": 0.5, "ci95": [0.3, 0.7]}}
+        for name, tau, ci in judges]}))
+    return str(path)
+
+
+def test_judge_from_picks_the_best_agreeing_judge_that_loads(run, tiny_model, tmp_path,
+                                                            capsys):
+    calib = _calibration(tmp_path / "calibration.json", [
+        ("rating-judge:no-such-model", 0.8, [0.7, 0.9]),
+        (f"pairwise-judge:{tiny_model}", 0.4, [0.2, 0.6]),
+        ("smollm2", 0.1, [-0.1, 0.3])])
+    output = tmp_path / "eval.json"
+    pairs = write_pairs(tmp_path / "held.jsonl", n=4)
+    assert align(["eval", "--model", str(run), "--dataset", str(pairs), "--output",
+                  str(output), "--judge-from", calib, "--max-new-tokens", "4",
+                  "--win-rate-prompts", "2", "--samples", "0"]) == 0
+    out = capsys.readouterr().out
+    assert f"judge {tiny_model} picked from {calib}: Kendall's tau with people 0.40 " \
+           "[0.20, 0.60]" in out
+    assert "passed over rating-judge:no-such-model" in out and "not above chance" not in out
+    result = json.loads(output.read_text())
+    assert result["judged"]["judge"] == str(tiny_model)
+    choice = result["judge_choice"]
+    assert choice["judge"] == str(tiny_model) and choice["above_chance"] is True
+    assert [p["judge"] for p in choice["passed_over"]] == ["rating-judge:no-such-model"]
+
+
+def test_judge_from_warns_when_agreement_is_at_chance(tiny_model, tmp_path):
+    from alignment.winrate import format_choice, judge_spec, pick_judge
+
+    assert judge_spec("rating-judge:smollm2") == "smollm2"
+    assert judge_spec("qwen (endpoint, strict parse)") == "qwen"
+    calib = _calibration(tmp_path / "c.json", [(str(tiny_model), 0.05, [-0.2, 0.3])])
+    choice = pick_judge(calib)
+    assert choice["judge"] == str(tiny_model) and choice["above_chance"] is False
+    assert "not above chance" in "\n".join(format_choice(choice))
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such file"),
+    ("{not json", "not JSON"),
+    ('{"judges": []}', "field `judges`: no judges"),
+    ('{"judges": [{"judge": "rating-judge:nowhere", "kendall_tau": {"mean": 0.5}}]}',
+     "no judge in it loads here"),
+])
+def test_judge_from_refuses_bad_calibration_files(run, tmp_path, capsys, content, message):
+    calib = tmp_path / "calibration.json"
+    if content is not None:
+        calib.write_text(content)
+    pairs = write_pairs(tmp_path / "held.jsonl", n=2)
+    assert align(["eval", "--model", str(run), "--dataset", str(pairs),
+                  "--judge-from", str(calib)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_judge_and_judge_from_together_are_refused(run, tiny_model, tmp_path, capsys):
+    calib = _calibration(tmp_path / "c.json", [(str(tiny_model), 0.5, [0.3, 0.7])])
+    pairs = write_pairs(tmp_path / "held.jsonl", n=2)
+    assert align(["eval", "--model", str(run), "--dataset", str(pairs), "--judge",
+                  str(tiny_model), "--judge-from", calib]) == 2
+    assert "pass one" in capsys.readouterr().err
