@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("alignment.commands.data", "inspect and convert datasets (inspect, convert, pairs)"),
     "generate": ("pipelines.cli", "run a distillation or AI-feedback pipeline"),
     "annotate": ("annotation.cli", "human annotation in Argilla (serve, push, pull, calibrate)"),
+    "pretrain": ("alignment.recipes.pretrain", "continued pre-training on raw text files"),
     "sft": ("alignment.recipes.sft", "supervised fine-tuning"),
     "rm": ("alignment.recipes.rm", "train a reward model on preference pairs"),
     "rloo": ("alignment.recipes.rloo", "RLOO against a reward model"),
