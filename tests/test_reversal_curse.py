@@ -130,3 +130,30 @@ def test_smollm2_ranks_a_fact_it_knows_and_keeps_the_names_space(smollm2):
     choice = Choice(question, [" Lima.", " Paris.", " Canberra.", " Oslo."], 1,
                     "The capital of France is")
     assert likelihood.picks(likelihood.rank(model, tok, [choice])) == [1]
+
+
+def test_the_generalisation_experiment_reads_prose_forward_and_pairs_conditions_by_seed():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "examples"))  # the example imports its sibling script
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "what_training_teaches", ROOT / "examples" / "what_training_teaches.py")
+        exp = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(exp)
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    text = exp.prose({"a": "Person B", "verb": "is", "b": "the winner of Cup B"})
+    sentences = [s for s in text.split(". ") if s]
+    assert len(sentences) == len(exp.PROSE) and text.startswith("Person B is the winner")
+    # every sentence names A before B: the prose teaches the forward direction only
+    assert all(s.index("Person B") < s.index("the winner of Cup B") for s in sentences)
+
+    def model(name, seed, g2):
+        return {"model": name, "seed": seed,
+                "reverse": {"group_2": {"accuracy": g2}}}
+    models = [model("forward only (A)", 0, 0.10), model("group 1 reversed too (G)", 0, 0.25),
+              model("forward only (A)", 1, 0.20), model("group 1 reversed too (G)", 1, 0.15)]
+    gain = exp.paired(models, [0, 1])
+    assert gain["per_seed"] == {0: pytest.approx(0.15), 1: pytest.approx(-0.05)}
+    assert gain["mean"] == pytest.approx(0.05) and gain["min"] == pytest.approx(-0.05)
