@@ -87,8 +87,10 @@ def by_group(qs: list, picks: list[int], groups: dict[str, list[int]]) -> dict:
             for g, idx in groups.items()}
 
 
-def score(model_dir: str, forward: list, reverse: list, groups: dict) -> dict:
-    """Forward and reverse accuracy, over all facts and per group."""
+def score(model_dir: str, forward: list, reverse: list, groups: dict,
+          reverse_within: list | None = None) -> dict:
+    """Forward and reverse accuracy, over all facts and per group; with
+    ``reverse_within``, also group 2's reverse questions among group 2's names only."""
     from alignment import likelihood
     from alignment.evaluate import load_policy
 
@@ -108,6 +110,9 @@ def score(model_dir: str, forward: list, reverse: list, groups: dict) -> dict:
         picks = likelihood.picks(likelihood.rank(model, tokenizer, qs))
         out[name] = by_group(qs, picks, {"all": list(range(len(qs))), **groups})
         out[name]["picks"] = picks
+    if reverse_within:
+        picks = likelihood.picks(likelihood.rank(model, tokenizer, reverse_within))
+        out["reverse"]["group_2_within"] = likelihood.accuracy(reverse_within, picks)
     return out
 
 
@@ -118,22 +123,24 @@ def cell(d: dict) -> str:
 
 def table(models: list[dict]) -> str:
     head = (f"{'model':<28} {'seed':>4}  {'forward':<18} {'reverse, group 1':<18} "
-            f"{'reverse, group 2':<18}")
+            f"{'reverse, group 2':<18} {'group 2, within':<18}")
     lines = [head]
     for m in models:
         seed = "-" if m["seed"] is None else m["seed"]
         lines.append(f"{m['model']:<28} {seed:>4}  {cell(m['forward']['all']):<18} "
-                     f"{cell(m['reverse']['group_1']):<18} {cell(m['reverse']['group_2']):<18}")
+                     f"{cell(m['reverse']['group_1']):<18} {cell(m['reverse']['group_2']):<18} "
+                     f"{cell(m['reverse']['group_2_within']):<18}")
     return "\n".join(lines)
 
 
-def paired(models: list[dict], seeds: list[int]) -> dict:
-    """Per seed, G's reverse accuracy on group 2 minus A's, and the mean and range."""
+def paired(models: list[dict], seeds: list[int], key: str = "group_2") -> dict:
+    """Per seed, G's reverse accuracy on group 2 (``key``: ``group_2`` among every fact's
+    names, ``group_2_within`` among group 2's) minus A's, and the mean and range."""
     diffs = {}
     for s in seeds:
         a = next(m for m in models if m["model"].startswith("forward only") and m["seed"] == s)
         g = next(m for m in models if m["model"].startswith("group 1 reversed") and m["seed"] == s)
-        diffs[s] = g["reverse"]["group_2"]["accuracy"] - a["reverse"]["group_2"]["accuracy"]
+        diffs[s] = g["reverse"][key]["accuracy"] - a["reverse"][key]["accuracy"]
     values = list(diffs.values())
     return {"per_seed": diffs, "mean": sum(values) / len(values),
             "min": min(values), "max": max(values)}
@@ -172,11 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     documents.write_text("".join(json.dumps({"text": prose(p)}) + "\n" for p in parsed))
 
     forward, reverse = rc.questions(parsed, args.candidates, 0)
+    # group 2's reverse questions again, their distractors group 2's names only: a model
+    # that learned group 1's names as answers to "Who is B?" cannot pick those here
+    _, within = rc.questions([parsed[i] for i in group_2], args.candidates, 0)
     models = []
     if not args.no_base:
         t = time.time()
         models.append({"model": "base", "seed": None,
-                       **score(args.model, forward, reverse, groups)})
+                       **score(args.model, forward, reverse, groups, within)})
         seconds["score"] += time.time() - t
     pretrain_seeds = [] if args.no_pretrain else (args.pretrain_seeds or args.seeds[:1])
     for seed in args.seeds:
@@ -186,11 +196,12 @@ def main(argv: list[str] | None = None) -> int:
         for name, dataset, kind in jobs:
             run_dir = out / f"{name.split('(')[1][0]}-seed{seed}"
             t = time.time()
-            (rc.train if kind == "sft" else pretrain)(dataset, run_dir, args, seed, env)
+            if not (run_dir / "adapter_config.json").exists():  # a rerun only scores again
+                (rc.train if kind == "sft" else pretrain)(dataset, run_dir, args, seed, env)
             seconds["train"] += time.time() - t
             t = time.time()
             models.append({"model": name, "seed": seed,
-                           **score(str(run_dir), forward, reverse, groups)})
+                           **score(str(run_dir), forward, reverse, groups, within)})
             seconds["score"] += time.time() - t
             m = models[-1]
             print(f"{name}, seed {seed}: forward {m['forward']['all']['accuracy']:.2f}, "
@@ -211,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                "models": models, "seconds": seconds}
     if any(m["model"].startswith("forward only") for m in models):
         figures["group_2_reverse_gain"] = paired(models, args.seeds)
+        figures["group_2_reverse_gain_within"] = paired(models, args.seeds, "group_2_within")
     (out / "figures.json").write_text(json.dumps(figures, indent=2))
     print("\n" + table(models))
     if "group_2_reverse_gain" in figures:
@@ -218,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nG minus A, reverse accuracy on group 2 (never trained reversed): "
               f"mean {gain['mean']:+.3f}, range [{gain['min']:+.3f}, {gain['max']:+.3f}] "
               f"over seeds {args.seeds}")
+        gain = figures["group_2_reverse_gain_within"]
+        print(f"the same among group 2's names only: mean {gain['mean']:+.3f}, range "
+              f"[{gain['min']:+.3f}, {gain['max']:+.3f}]")
     print(f"chance {figures['chance']:.3f}; figures: {out / 'figures.json'} "
           f"({seconds['total']:.0f} s)")
     return 0
