@@ -45,7 +45,7 @@ def pick_dtype() -> tuple[str, str]:
     import os
 
     from alignment.errors import ConfigError
-    from alignment.training import cpu_has_fast_bf16, has_accelerator
+    from alignment.hardware import cpu_has_fast_bf16, has_accelerator
 
     forced = os.environ.get("ALIGN_DTYPE", "").strip().lower()
     if forced in ("float32", "bfloat16"):
@@ -67,7 +67,7 @@ def load_for_inference(spec: str):
 
     from alignment.errors import ConfigError
     from alignment.models import ModelNotAvailable, resolve_model
-    from alignment.training import load_tokenizer
+    from alignment.models import load_tokenizer
 
     try:
         path = resolve_model(spec)

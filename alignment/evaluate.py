@@ -158,7 +158,7 @@ def choose_precision(model_spec: str, requested: str = "auto") -> Precision:
     ``torch.autocast``, so that is what is mirrored here: casting the weights to bf16
     instead rounds them too, and the rewards then drift from the trainer's by ~1e-3.
     """
-    from alignment.training import cpu_has_fast_bf16
+    from alignment.hardware import cpu_has_fast_bf16
 
     record = Path(model_spec) / "metrics.json"
     if not record.is_file():
@@ -211,7 +211,7 @@ def load_policy(model_spec: str, base_spec: str | None, precision: Precision | N
     from transformers import AutoModelForCausalLM
 
     from alignment.models import ModelNotAvailable, resolve_model
-    from alignment.training import load_tokenizer
+    from alignment.models import load_tokenizer
 
     precision = precision or Precision("float32", None, "")
     path = Path(model_spec)
@@ -272,7 +272,7 @@ def evaluate(model: str, dataset: str | None = None, base: str | None = None,
     :func:`choose_precision`) or a dtype name.
     """
     from alignment import following
-    from alignment.training import chat_format_pairs, load_pairs, take
+    from alignment.data.training_sets import chat_format_pairs, load_pairs, take
 
     if dataset is None and prompts is None:
         raise ConfigError("nothing to evaluate: give --dataset (held-out pairs) and/or "
@@ -313,7 +313,7 @@ def evaluate(model: str, dataset: str | None = None, base: str | None = None,
 def score_pairs(policy, reference, tokenizer, pairs, dataset: str, beta: float,
                 batch_size: int, max_length: int | None) -> dict:
     """Implicit-reward and log-prob figures of held-out pairs under both models."""
-    from alignment.training import chat_format_pairs
+    from alignment.data.training_sets import chat_format_pairs
     from alignment.winrate import as_reference
 
     pairs = chat_format_pairs(pairs, tokenizer)

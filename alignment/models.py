@@ -6,6 +6,9 @@ A model spec is one of
 - a local Hugging Face model folder;
 - a hub id (``org/name``), left to transformers, for users who have hub access.
 OpenAI-compatible endpoints are not models here: pipelines take ``--base-url``.
+
+A folder then loads with :func:`load_tokenizer` (the EOS the model stops on, a pad token)
+and :func:`load_causal_lm` (the dtype and quantisation a recipe asks for).
 """
 
 from __future__ import annotations
@@ -255,3 +258,40 @@ def model_status() -> list[dict]:
                      "prepared": (models_dir() / m.name / "align-model.json").exists(),
                      "path": str(models_dir() / m.name), "description": m.description})
     return rows
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoConfig, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    # Some converted checkpoints (GGUF exports among them) name a different EOS token in
+    # the tokenizer than in the model config; TRL appends tokenizer.eos_token to every
+    # plain-text completion, so it must be the token the model stops on.
+    try:
+        eos_id = AutoConfig.from_pretrained(path).eos_token_id
+    except (OSError, ValueError):
+        eos_id = None
+    if isinstance(eos_id, int) and tok.eos_token_id != eos_id and eos_id < len(tok):
+        fixed = tok.convert_ids_to_tokens(eos_id)
+        print(f"note: tokenizer EOS {tok.eos_token!r} differs from the model's ({fixed!r}); "
+              f"using {fixed!r}")
+        tok.eos_token = fixed
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_causal_lm(path: str, model_args):
+    """The policy's base weights, in the dtype and quantisation ``model_args`` ask for."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl import get_quantization_config
+
+    dtype = model_args.dtype if model_args.dtype in ("auto", None) else getattr(torch, model_args.dtype)
+    quantization = get_quantization_config(model_args)
+    return AutoModelForCausalLM.from_pretrained(
+        path, revision=model_args.model_revision, dtype=dtype,
+        attn_implementation=model_args.attn_implementation,
+        quantization_config=quantization,
+        # quantised weights must be placed on the GPU as they load
+        device_map={"": torch.cuda.current_device()} if quantization is not None else None)

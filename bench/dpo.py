@@ -134,7 +134,7 @@ def trl_child(data: str, model: str, out: str, result: str) -> None:
     from datasets import load_dataset
     from trl import DPOConfig, DPOTrainer, ModelConfig, get_peft_config, get_quantization_config
 
-    from alignment.training import cpu_has_fast_bf16
+    from alignment.hardware import cpu_has_fast_bf16
 
     model_args = ModelConfig(model_name_or_path=model, use_peft=True, lora_r=32, lora_alpha=16)
     cpu = not torch.cuda.is_available()

@@ -115,7 +115,7 @@ def score(model_dir: str, forward: list[Choice], reverse: list[Choice]) -> dict:
         from transformers import AutoModelForCausalLM
 
         from alignment.models import resolve_model
-        from alignment.training import load_tokenizer
+        from alignment.models import load_tokenizer
 
         path = resolve_model(model_dir)
         model, tokenizer = AutoModelForCausalLM.from_pretrained(path).eval(), load_tokenizer(path)

@@ -35,7 +35,7 @@ def bf16_run(tiny_model, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("eval_bf16")
     out = root / "run"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("alignment.training.cpu_has_fast_bf16", lambda: True)
+        mp.setattr("alignment.hardware.cpu_has_fast_bf16", lambda: True)
         assert train(tiny_model, write_pairs(root / "pairs.jsonl"), out) == 0
     return out
 
@@ -111,9 +111,9 @@ def test_eval_dtype_flag_overrides_the_run(bf16_run, tmp_path, capsys):
 def test_precision_without_a_run_record_follows_the_cpu(tiny_model, monkeypatch):
     from alignment.evaluate import choose_precision
 
-    monkeypatch.setattr("alignment.training.cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr("alignment.hardware.cpu_has_fast_bf16", lambda: False)
     assert choose_precision(str(tiny_model)).dtype == "float32"
-    monkeypatch.setattr("alignment.training.cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr("alignment.hardware.cpu_has_fast_bf16", lambda: True)
     native = choose_precision(str(tiny_model))
     # mixed precision over float32 weights, as training on such a CPU would run
     assert (native.weights, native.autocast) == ("float32", "bfloat16")

@@ -102,6 +102,28 @@ def test_an_unknown_key_is_refused_naming_file_and_key(tmp_path):
         parse_recipe(bad)
 
 
+def test_a_shipped_recipe_is_reached_by_name_from_any_folder(tmp_path, monkeypatch):
+    from alignment.recipes import dpo
+
+    monkeypatch.chdir(tmp_path)  # no checkout here: the installed recipe is what loads
+    by_path = dpo.parse_args(["--config", str(RECIPES_DIR / "tiny_smoke.yaml")])[0]
+    for name in ("tiny_smoke", "tiny_smoke.yaml"):
+        script, config, model = dpo.parse_args(["--config", name])[0]
+        assert config.max_steps == by_path[1].max_steps == 4
+        assert (script.dataset, config.max_length) == (by_path[0].dataset, by_path[1].max_length)
+    # a file of that name in the working folder wins over the shipped recipe
+    (tmp_path / "tiny_smoke.yaml").write_text("max_steps: 7\n")
+    assert dpo.parse_args(["--config", "tiny_smoke.yaml"])[0][1].max_steps == 7
+
+
+def test_an_unknown_recipe_name_lists_the_shipped_ones(tmp_path, monkeypatch):
+    from alignment.recipes import dpo
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"dpo_cpux: config file not found.*dpo_cpu, "):
+        dpo.parse_args(["--config", "dpo_cpux"])
+
+
 @pytest.mark.parametrize("command", TRAINING_COMMANDS + ("cpo",))
 def test_help_lists_every_field_of_the_commands_script_arguments(command, capsys):
     from dataclasses import fields

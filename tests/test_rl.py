@@ -64,7 +64,7 @@ def test_grpo_on_conversation_prompts(tiny_model, tiny_reward_model, tmp_path):
 
 
 def test_load_prompts_from_every_kind(tmp_path):
-    from alignment.training import load_prompts
+    from alignment.data.training_sets import load_prompts
 
     plain = tmp_path / "prompts.jsonl"
     plain.write_text('{"prompt": "Say hi."}\n{"prompt": "Say hi."}\n{"prompt": "Count to 3."}\n')

@@ -112,7 +112,7 @@ def test_user_verifier_reward_pickles_into_a_fresh_registry(monkeypatch):
 
 def test_load_prompts_keeps_and_checks_verifiers(tmp_path):
     from alignment.errors import DataError
-    from alignment.training import load_prompts
+    from alignment.data.training_sets import load_prompts
 
     prompts = load_prompts([str(write_prompts(tmp_path / "p.jsonl"))])
     assert prompts.column_names == ["prompt", "verifiers"]

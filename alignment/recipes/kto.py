@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alignment import training
+from alignment.data.training_sets import is_templated
 from alignment.recipes._args import HeldOutArguments
 from alignment.errors import ConfigError, DataError
 
@@ -82,7 +83,7 @@ def chat_format(rows, tokenizer):
     first = rows[0]
     if isinstance(first["prompt"], list) or not tokenizer.chat_template:
         return rows
-    if training._is_templated(first["prompt"], tokenizer):
+    if is_templated(first["prompt"], tokenizer):
         return rows
     return rows.map(lambda row: {
         "prompt": [{"role": "user", "content": row["prompt"]}],

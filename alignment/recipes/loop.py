@@ -365,7 +365,7 @@ def _base_answers(out: Path, args, base: str, heldout: list[dict],
 def _load(base: str | None, adapter: Path | None):
     """The base, or the base with an adapter on; tokenizer padded on the left."""
     from alignment.engine import pick_dtype
-    from alignment.training import load_tokenizer
+    from alignment.models import load_tokenizer
 
     import torch
     from transformers import AutoModelForCausalLM
