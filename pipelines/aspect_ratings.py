@@ -96,7 +96,7 @@ def parse_weights(preset: Preset, items: list[str]) -> dict[str, float]:
 
 
 def parser(name: str) -> argparse.ArgumentParser:
-    from pipelines.feedback import judge_args
+    from pipelines.judge_backends import judge_args
 
     preset = PRESETS[name]
     text = "\n\n".join(textwrap.fill(p, 88) for p in preset.description.split("\n\n"))
@@ -118,8 +118,9 @@ def parser(name: str) -> argparse.ArgumentParser:
 
 def run(name: str, args: argparse.Namespace) -> tuple[str, dict]:
     from alignment.errors import ConfigError
-    from pipelines.feedback import (AspectRatingStep, aspect_counts, backend, endpoint_llm,
-                                    judge_info, read_input, run_step, write_output)
+    from pipelines.judge_backends import backend, endpoint_llm, judge_info
+    from pipelines.judging import read_input, run_step, write_output
+    from pipelines.rating_steps import AspectRatingStep, aspect_counts
 
     preset = PRESETS[name]
     aspects = {a: preset.aspects[a] for a in args.aspects}

@@ -71,7 +71,7 @@ def combine(datasets: list[list[dict]], method: str = "mean",
     ``weights``: one per dataset (default all 1), for the mean and the majority vote."""
     from alignment.errors import ConfigError
     from alignment.agreement import judge_agreement
-    from pipelines.feedback import ranks_from_scores
+    from pipelines.verdicts import ranks_from_scores
 
     if len(datasets) < 2:
         raise ConfigError("combine needs at least two judged datasets")
@@ -157,7 +157,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipelines.feedback import read_input, write_output
+    from pipelines.judging import read_input, write_output
 
     args = parser().parse_args(argv)
     rows, info = combine([read_input(p) for p in args.inputs], args.method, args.normalize,

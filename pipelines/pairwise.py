@@ -98,7 +98,8 @@ class PairwiseJudgeStep(Step):
                                     prefix=VERDICT_PREFIX, template=PAIRWISE_TEMPLATE)
 
     def process(self, inputs: StepInput) -> "StepOutput":  # type: ignore[override]
-        from pipelines.feedback import prompt_text, ranks_from_scores
+        from pipelines.judge_prompts import prompt_text
+        from pipelines.verdicts import ranks_from_scores
 
         asks = []  # (row, first, second, instruction)
         for r, row in enumerate(inputs):
@@ -126,7 +127,9 @@ class PairwiseJudgeStep(Step):
         yield inputs
 
     def _endpoint(self, inputs: list, asks: list) -> list:
-        from pipelines.feedback import ask, pairwise_prompt, parse_verdict
+        from pipelines.judge_backends import ask
+        from pipelines.judge_prompts import pairwise_prompt
+        from pipelines.verdicts import parse_verdict
 
         prompts = [pairwise_prompt(instr, inputs[r]["responses"][i], inputs[r]["responses"][j])
                    for r, i, j, instr in asks]
@@ -200,7 +203,7 @@ def consistency(rows: list[dict]) -> dict:
 
 
 def parser() -> argparse.ArgumentParser:
-    from pipelines.feedback import judge_args
+    from pipelines.judge_backends import judge_args
 
     ap = argparse.ArgumentParser(prog="align generate pairwise", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -209,8 +212,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> tuple[str, dict]:
-    from pipelines.feedback import (backend, endpoint_llm, judge_info,
-                                    read_input, run_step, write_output)
+    from pipelines.judge_backends import backend, endpoint_llm, judge_info
+    from pipelines.judging import read_input, run_step, write_output
 
     keep = ("id", "prompt", "responses", "models", "source")
     rows = [{k: r[k] for k in keep if k in r} for r in read_input(args.input, args.limit)]

@@ -130,7 +130,7 @@ def build_pipeline(cfg: PreferenceConfig, rows: list[dict]):
     from distilabel.pipeline import Pipeline
     from distilabel.steps.tasks import TextGeneration
 
-    from pipelines.feedback import RatingJudgeStep
+    from pipelines.rating_steps import RatingJudgeStep
     from pipelines.llms import finish_column
     from pipelines.runner import Journal, cache_root, load_rows
 

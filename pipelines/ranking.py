@@ -109,7 +109,7 @@ class KWiseRankingStep(Step):
         self._judge = RatingJudge(self.judge_model, batch_size=self.judge_batch_size)
 
     def process(self, inputs: StepInput) -> "StepOutput":  # type: ignore[override]
-        from pipelines.feedback import prompt_text
+        from pipelines.judge_prompts import prompt_text
 
         jobs = []
         for row in inputs:
@@ -130,7 +130,9 @@ class KWiseRankingStep(Step):
 
     def _endpoint(self, jobs: list) -> list:
         from alignment.rubrics import LABELS
-        from pipelines.feedback import ask, parse_ranking, ranking_prompt
+        from pipelines.judge_backends import ask
+        from pipelines.judge_prompts import ranking_prompt
+        from pipelines.verdicts import parse_ranking
 
         prompts = [ranking_prompt(instr, shown) for instr, shown, _ in jobs]
         replies = ask(self.llm, prompts, self.concurrency, parse_retries=self.parse_retries,
@@ -150,7 +152,7 @@ class KWiseRankingStep(Step):
         return out
 
     def _by_rating(self, jobs: list) -> list:
-        from pipelines.feedback import ranks_from_scores
+        from pipelines.verdicts import ranks_from_scores
 
         flat = [(instr, resp) for instr, shown, order in jobs
                 for resp in _original(shown, order)]
@@ -165,8 +167,9 @@ class KWiseRankingStep(Step):
     def _first_choice(self, jobs: list) -> list:
         from alignment.judges import judge_prompt, label_token_ids
         from alignment.rubrics import LABELS, RANKING_PREFIX
-        from pipelines.feedback import (fit_responses, next_token_probs, ranking_prompt,
-                                        ranks_from_scores)
+        from pipelines.judge_backends import fit_responses, next_token_probs
+        from pipelines.judge_prompts import ranking_prompt
+        from pipelines.verdicts import ranks_from_scores
 
         judge, prefix = self._judge, RANKING_PREFIX
         tok = judge.tokenizer
@@ -203,7 +206,7 @@ def _original(shown: list, order: list[int]) -> list:
 
 
 def parser() -> argparse.ArgumentParser:
-    from pipelines.feedback import judge_args
+    from pipelines.judge_backends import judge_args
 
     ap = argparse.ArgumentParser(prog="align generate ranking", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -220,8 +223,8 @@ def parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> tuple[str, dict]:
     from alignment.errors import ConfigError
     from alignment.rubrics import LABELS, RANKING_TEMPLATE
-    from pipelines.feedback import (backend, endpoint_llm, judge_info, read_input, run_step,
-                                    write_output)
+    from pipelines.judge_backends import backend, endpoint_llm, judge_info
+    from pipelines.judging import read_input, run_step, write_output
 
     if not 2 <= args.max_k <= len(LABELS):
         raise ConfigError(f"--max-k {args.max_k}: expected 2..{len(LABELS)}")

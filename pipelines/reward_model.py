@@ -159,7 +159,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> tuple[str, dict]:
-    from pipelines.feedback import ranks_from_scores, read_input, run_step, write_output
+    from pipelines.judging import read_input, run_step, write_output
+    from pipelines.verdicts import ranks_from_scores
 
     keep = ("id", "prompt", "responses", "models", "source")
     rows = [{k: r[k] for k in keep if k in r} for r in read_input(args.input, args.limit)]

@@ -78,7 +78,7 @@ def row_specs(carried: list, path: str, extra: list[dict], only_extra: bool) -> 
 def verify(rows: list[dict], specs: list[list[dict]], partial: bool = True
            ) -> tuple[list[dict], dict]:
     """Score every response of ``rows`` with its row's ``specs``: (rows, card info)."""
-    from pipelines.feedback import ranks_from_scores
+    from pipelines.verdicts import ranks_from_scores
 
     out, checks = [], {}
     passing = 0
@@ -133,7 +133,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipelines.feedback import write_output
+    from pipelines.judging import write_output
 
     args = parser().parse_args(argv)
     if args.only_cli_verifiers and not args.verifier:

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from alignment.data import read_card, read_rows, write_rows
-from pipelines.feedback import parse_rating, parse_ranking, parse_verdict
+from pipelines.verdicts import parse_ranking, parse_rating, parse_verdict
 
 ROWS = [{"id": "q1", "prompt": "What is the capital of France?",
          "responses": ["Paris.", "London is the capital of France.", "I am not sure."],

@@ -3,7 +3,7 @@
 import pytest
 
 from alignment.agreement import cohen_kappa, fleiss_kappa, judge_agreement, mean_kendall_tau
-from pipelines.feedback import parse_rating, parse_ranking, parse_verdict, ranks_from_scores
+from pipelines.verdicts import parse_ranking, parse_rating, parse_verdict, ranks_from_scores
 from pipelines.pairwise import consistency, pair_scores
 from pipelines.ranking import _original, shown_order
 

@@ -140,7 +140,8 @@ def test_unparseable_teacher_answers_become_null_and_are_counted(ranked, tmp_pat
     """The generation pipelines' fake teacher answers everything in prose: no rating
     may come out of it."""
     from pipelines.fake import FakeLLM
-    from pipelines.feedback import AspectRatingStep, aspect_counts, read_input, run_step
+    from pipelines.judging import read_input, run_step
+    from pipelines.rating_steps import AspectRatingStep, aspect_counts
     from alignment.rubrics import ULTRAFEEDBACK as ASPECTS
 
     rows = [{k: r[k] for k in ("id", "prompt", "responses", "models")}
@@ -153,7 +154,7 @@ def test_unparseable_teacher_answers_become_null_and_are_counted(ranked, tmp_pat
 
 
 def test_ultrafeedback_in_process_with_rationales(ranked, tmp_path, tiny_model):
-    from pipelines.feedback import aspect_judge
+    from pipelines.rating_steps import aspect_judge
     from alignment.rubrics import ULTRAFEEDBACK as ASPECTS
 
     out = tmp_path / "uf.jsonl"
@@ -268,7 +269,8 @@ def test_a_killed_judge_run_resumes_from_its_journal(ranked):
     interrupted attempt are not judged again, and every row comes back exactly once."""
     from pipelines import runner
     from pipelines.fake import FakeLLM
-    from pipelines.feedback import AspectRatingStep, read_input, run_step
+    from pipelines.judging import read_input, run_step
+    from pipelines.rating_steps import AspectRatingStep
     from alignment.rubrics import ULTRAFEEDBACK as ASPECTS
 
     rows = [{k: r[k] for k in ("id", "prompt", "responses", "models")}

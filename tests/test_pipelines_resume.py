@@ -89,7 +89,7 @@ def test_pipelines_choose_the_start_method_only_when_they_run():
     # distilabel.pipeline is imported) to a forkserver, distilabel's pool class included
     code = """
 import multiprocessing as mp
-import pipelines, pipelines.quality, pipelines.feedback
+import pipelines, pipelines.quality, pipelines.rating_steps, pipelines.judge_backends
 assert mp.get_start_method(allow_none=True) is None
 from pipelines import orca, runner
 runner.start_steps_from_forkserver()

@@ -26,7 +26,7 @@ def test_helpsteer_attributes_and_weights_are_shared_by_reader_and_pipeline():
 
 
 def test_endpoint_and_in_process_aspect_prompts_differ_only_in_how_they_ask():
-    from pipelines.feedback import rating_prompt
+    from pipelines.judge_prompts import rating_prompt
 
     aspect, scale = rubrics.ULTRAFEEDBACK["honesty"], (1, 5)
     endpoint = rating_prompt(aspect, scale, "What is 2 + 2?", "4")
