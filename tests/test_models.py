@@ -49,3 +49,17 @@ def test_cli_help_lists_every_command(capsys):
     for name in COMMANDS:
         assert name in out
     assert main(["no-such-command"]) == 2
+
+
+def test_generate_help_lists_every_pipeline_and_each_module_runs(capsys):
+    import importlib
+
+    from pipelines.cli import PIPELINES, main
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name, entry in PIPELINES.items():
+        assert f"  {name}  " in out or f"  {name} " in out, name
+        assert callable(importlib.import_module(entry.module).main), entry.module
+    assert main(["no-such-pipeline"]) == 2
+    assert "unknown pipeline 'no-such-pipeline'" in capsys.readouterr().err
