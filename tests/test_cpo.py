@@ -7,7 +7,7 @@ import json
 import pytest
 
 from alignment.cli import main as align
-from tests.test_dpo import write_pairs
+from tests.helpers import write_pairs
 
 
 def test_simpo_trains_the_adapter(tiny_model, tmp_path, capsys):

@@ -51,7 +51,7 @@ def test_fsdp_wraps_the_decoder_layers_of_mistral_and_llama():
 
 @pytest.mark.slow
 def test_two_process_cpu_ddp_run(tiny_model, tmp_path):
-    from tests.test_dpo import write_pairs
+    from tests.helpers import write_pairs
 
     pairs = write_pairs(tmp_path / "pairs.jsonl", 24)
     out = tmp_path / "run"

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from alignment.engine import decode
-from tests.test_llms import PROMPTS
+from tests.helpers import PROMPTS
 
 
 @pytest.fixture(scope="module")

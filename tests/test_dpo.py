@@ -8,27 +8,7 @@ from pathlib import Path
 import pytest
 
 from alignment.cli import main as align
-
-QUESTIONS = ["What is the capital of France?", "Explain photosynthesis in simple terms.",
-             "Write a short poem about the sea.", "Give me three tips for sleeping better.",
-             "Translate hello into Spanish.", "Sort the numbers 3 1 2."]
-
-
-def write_pairs(path: Path, n: int = 24) -> Path:
-    """TRL-format pairs where the chosen answer is longer than the rejected one, so the
-    untrained model prefers the rejected one by log-probability."""
-    with open(path, "w") as f:
-        for i in range(n):
-            f.write(json.dumps({"prompt": QUESTIONS[i % len(QUESTIONS)],
-                                "chosen": "The answer is correct and concise.",
-                                "rejected": "dog"}) + "\n")
-    return path
-
-
-def train(model: Path, pairs: Path, out: Path, *extra: str) -> int:
-    return align(["dpo", "--dataset", str(pairs), "--model", str(model), "--output-dir", str(out),
-                  "--max_steps", "6", "--learning_rate", "5e-3", "--logging_steps", "1",
-                  "--eval_steps", "3", "--save_strategy", "no", *extra])
+from tests.helpers import train, write_pairs
 
 
 @pytest.fixture(scope="module")

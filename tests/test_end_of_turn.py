@@ -24,7 +24,7 @@ import yaml
 
 import alignment.recipes
 from alignment.cli import main as align
-from tests.conftest import BOS_TEMPLATE, build_tiny_model
+from tests.helpers import build_tiny_model
 
 # The chat template of HuggingFaceH4/zephyr-7b-beta (its tokenizer_config.json), which the
 # Zephyr SFT recipes copy onto Mistral-7B-v0.1 with `chat_template_path`. The hub is out of

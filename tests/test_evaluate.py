@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from alignment.cli import main as align
-from tests.test_dpo import train, write_pairs
+from tests.helpers import train, write_pairs
 
 
 # bf16 keeps 8 bits of mantissa (relative rounding ~4e-3 per operation), and a reward is a

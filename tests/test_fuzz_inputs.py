@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from tests.test_bad_inputs import (COMMANDS, DEEP, PREFERENCE, RANKED, SUFFIXES, WRONG_TYPES,
+from tests.helpers import (COMMANDS, DEEP, PREFERENCE, RANKED, SUFFIXES, WRONG_TYPES,
                                    check_refused, csv_bytes, deep, jsonl, parquet_bytes,
                                    save_to_disk_folder)
 

@@ -7,7 +7,7 @@ import importlib.util
 import pytest
 
 from alignment.cli import main as align
-from tests.test_dpo import write_pairs
+from tests.helpers import write_pairs
 
 torch = pytest.importorskip("torch")
 

@@ -2,12 +2,12 @@
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 
 from alignment.errors import ConfigError
 from alignment.judges import RatingJudge
+from tests.helpers import CHECKS, digit_model
 
 
 @pytest.fixture(autouse=True)
@@ -17,32 +17,6 @@ def _float32(monkeypatch):
     monkeypatch.setenv("ALIGN_DTYPE", "float32")
 
 
-def _digit_model(tiny_model: Path, out: Path, logits: dict[str, float]) -> Path:
-    """The tiny model rewired so its next-token logits are exactly ``logits`` (0 elsewhere).
-
-    Every token embeds to the all-ones vector and the layers add nothing (zeroed output
-    projections), so the final hidden state is all ones at every position; then the
-    untied lm_head row of token t is ``logit / hidden`` * ones, giving logit exactly."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(tiny_model)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, tie_word_embeddings=False)
-    hidden = model.config.hidden_size
-    with torch.no_grad():
-        model.model.embed_tokens.weight.fill_(1.0)
-        for layer in model.model.layers:
-            layer.self_attn.o_proj.weight.zero_()
-            layer.mlp.down_proj.weight.zero_()
-        model.lm_head.weight.zero_()
-        for text, logit in logits.items():
-            (tid,) = tok(text, add_special_tokens=False).input_ids
-            model.lm_head.weight[tid] = logit / hidden
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
 def _expected(logits: dict[str, float], vocab: int) -> tuple[dict[str, float], float]:
     z = sum(math.exp(v) for v in logits.values()) + (vocab - len(logits))
     return {t: math.exp(v) / z for t, v in logits.items()}, z
@@ -50,7 +24,7 @@ def _expected(logits: dict[str, float], vocab: int) -> tuple[dict[str, float], f
 
 def test_score_is_the_expected_digit(tiny_model, tmp_path):
     logits = {"2": 12.0, "4": 12.0 + math.log(3.0)}  # P(4) = 3 P(2)
-    path = _digit_model(tiny_model, tmp_path / "m", logits)
+    path = digit_model(tiny_model, tmp_path / "m", logits)
     judge = RatingJudge(str(path), batch_size=2)
     [v] = judge.score(["What is 2+2?"], ["4"])
     probs, _ = _expected(logits, len(judge.tokenizer))
@@ -64,7 +38,7 @@ def test_score_is_the_expected_digit(tiny_model, tmp_path):
 
 def test_low_digit_mass_is_recorded_and_can_withhold(tiny_model, tmp_path):
     # the model would rather say "x" than any digit
-    path = _digit_model(tiny_model, tmp_path / "m", {"4": 14.0, "x": 24.0})
+    path = digit_model(tiny_model, tmp_path / "m", {"4": 14.0, "x": 24.0})
     kept = RatingJudge(str(path)).score(["q"], ["a"])[0]
     assert kept["score"] == pytest.approx(4.0, abs=1e-3) and kept["digit_mass"] < 1e-3
     withheld = RatingJudge(str(path), min_digit_mass=0.01).score(["q"], ["a"])[0]
@@ -73,7 +47,7 @@ def test_low_digit_mass_is_recorded_and_can_withhold(tiny_model, tmp_path):
 
 
 def test_scale_zero_to_four(tiny_model, tmp_path):
-    path = _digit_model(tiny_model, tmp_path / "m", {"0": 20.0})
+    path = digit_model(tiny_model, tmp_path / "m", {"0": 20.0})
     judge = RatingJudge(str(path), scale=(0, 4))
     assert list(judge.digit_ids) == [0, 1, 2, 3, 4]
     assert judge.score(["q"], ["a"])[0]["score"] == pytest.approx(0.0, abs=1e-4)
@@ -109,21 +83,6 @@ def test_several_aspects_give_ratings_and_their_mean(tiny_model):
     assert set(v["ratings"]) == {"helpfulness", "honesty"}
     assert v["score"] == pytest.approx(sum(v["ratings"].values()) / 2)
     assert set(json.loads(v["raw"])) == {"helpfulness", "honesty"}
-
-
-CHECKS = [
-    ("What is 2+2?", "4", "7"),
-    ("What is the capital of France?", "Paris is the capital of France.",
-     "Berlin is the capital of France."),
-    ("How many legs does a spider have?", "A spider has eight legs.",
-     "A spider has three legs."),
-    ("Translate 'hello' into Spanish.", "Hola.", "Bonjour."),
-    ("What color is the sky on a clear day?", "Blue.", "Green with purple stripes."),
-    ("Write the word 'cat' backwards.", "tac", "dog"),
-    ("What is 10 times 3?", "30", "13"),
-    ("Name a mammal that lives in the ocean.",
-     "The blue whale is a mammal that lives in the ocean.", "A shark is a mammal."),
-]
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from alignment.judges import PairwiseJudge
-from tests.test_judges import _digit_model
+from tests.helpers import digit_model
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +24,7 @@ def test_position_biased_judge_gives_only_ties(tiny_model, tmp_path):
     # the rewired model says "A" whatever it reads: P(A) = 0.8 in both orders
     import math
 
-    path = _digit_model(tiny_model, tmp_path / "m", {"A": 20.0 + math.log(4.0), "B": 20.0})
+    path = digit_model(tiny_model, tmp_path / "m", {"A": 20.0 + math.log(4.0), "B": 20.0})
     judge = PairwiseJudge(str(path), batch_size=2)
     verdicts = judge.compare([QUESTION, "hi", "Sort 3 1 2"], [GOOD, "hello", "1 2 3"],
                              [BAD, "go away", "3 2 1"])
@@ -123,7 +123,7 @@ def test_mismatched_lengths_are_refused(tiny_model):
 def test_smollm2_pairwise_on_right_vs_wrong(smollm2):
     """SmolLM2-135M answers with a label; how often its two orders agree and how often it
     then picks the right answer is printed, not asserted (a 135M judge is weak)."""
-    from tests.test_judges import CHECKS
+    from tests.helpers import CHECKS
 
     judge = PairwiseJudge("smollm2", batch_size=8)
     verdicts = judge.compare([c[0] for c in CHECKS], [c[1] for c in CHECKS],

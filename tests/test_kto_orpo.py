@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from alignment.cli import main as align
-from tests.test_dpo import write_pairs
+from tests.helpers import write_pairs
 
 
 def train(command: str, model: Path, data: Path, out: Path, *extra: str) -> int:

@@ -6,6 +6,7 @@ import pytest
 
 from alignment.errors import ConfigError
 from pipelines.llms import BatchedTransformersLLM, make_llm
+from tests.helpers import PROMPTS
 
 
 @pytest.fixture(autouse=True)
@@ -13,9 +14,6 @@ def _float32(monkeypatch):
     # exact-logit fixtures and greedy-equality checks compare to the last digit: run them in
     # float32 on every CPU (bf16 CPUs would otherwise pick bf16 and round the logits)
     monkeypatch.setenv("ALIGN_DTYPE", "float32")
-
-PROMPTS = ["hi", "What is the capital of France?", "Explain photosynthesis in simple terms",
-           "Sort the numbers 3 1 2", "Write a short poem about the sea. Give me three tips"]
 
 
 def _chat(text: str) -> list[dict]:

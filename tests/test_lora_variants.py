@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from alignment.cli import main as align
-from tests.test_dpo import write_pairs
-from tests.test_sft import write_chats
+from tests.helpers import write_pairs
+from tests.helpers import write_chats
 
 R, ALPHA = 16, 32  # align's LoRA working defaults
 

@@ -175,7 +175,7 @@ def test_adapter_cat_equals_the_full_linear_merge(tiny_model, finetunes, tmp_pat
 
 
 def test_mismatched_shapes_are_refused_before_writing(tiny_model, finetunes, tmp_path):
-    from tests.conftest import build_tiny_model
+    from tests.helpers import build_tiny_model
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     config = LlamaConfig.from_pretrained(str(tiny_model))

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from alignment.cli import main as align
-from tests.test_dpo import write_pairs
-from tests.test_sft import write_chats
+from tests.helpers import write_pairs
+from tests.helpers import write_chats
 
 N = 8
 HIDDEN = 64  # the tiny model's hidden size (tests/conftest.py)

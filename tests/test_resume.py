@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from alignment.cli import main as align
-from tests.test_sft import write_chats
+from tests.helpers import write_chats
 
 
 class Interrupted(Exception):

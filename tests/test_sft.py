@@ -9,25 +9,7 @@ from pathlib import Path
 import pytest
 
 from alignment.cli import main as align
-
-QA = [("What is the capital of France?", "Paris is the capital of France."),
-      ("Translate hello into Spanish.", "hola"),
-      ("Sort the numbers 3 1 2.", "1 2 3"),
-      ("Give me three tips for sleeping better.", "The answer is correct and concise.")]
-
-
-def write_chats(path: Path, n: int = 16) -> Path:
-    """OpenAI-messages rows; every fourth one has a system turn and two exchanges."""
-    with open(path, "w") as f:
-        for i in range(n):
-            q, a = QA[i % len(QA)]
-            msgs = [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
-            if i % 4 == 3:
-                msgs = ([{"role": "system", "content": "Answer briefly."}] + msgs
-                        + [{"role": "user", "content": "And again?"},
-                           {"role": "assistant", "content": a}])
-            f.write(json.dumps({"messages": msgs}) + "\n")
-    return path
+from tests.helpers import write_chats
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +118,7 @@ def test_help_lists_sft_and_model_fields(capsys):
 @pytest.mark.slow
 def test_smollm2_sft_then_dpo(smollm2, tmp_path):
     """The handbook path on the bundled model: SFT (full weights) then DPO (LoRA) on top."""
-    from tests.test_dpo import write_pairs
+    from tests.helpers import write_pairs
 
     sft_out = tmp_path / "sft"
     assert align(["sft", "--dataset", str(write_chats(tmp_path / "chats.jsonl", n=8)),
