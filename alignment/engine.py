@@ -9,7 +9,7 @@ large part of a pipeline's time. transformers' continuous-batching API
 slower than plain ``generate`` on CPU in our measurements. :func:`decode` uses the model's
 own forward, its ``DynamicCache`` (``batch_select_indices`` compacts it) and transformers'
 public logits processors, so greedy decoding picks the same tokens as ``generate``
-(``tests/test_decoding.py`` checks this).
+(``tests/alignment/test_engine_decoding.py`` checks this).
 
 Every answer says how it ended (:class:`Generation.finish_reason`): ``"stop"`` when the
 model wrote an end token, ``"length"`` when the token limit cut it off, the same words an

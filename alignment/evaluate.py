@@ -424,9 +424,9 @@ def main(argv: list[str]) -> int:
                                          "(default: MODEL/eval.json for a run folder)")
     parser.add_argument("--beta", type=float,
                         help="DPO beta (default: the run's own, else 0.1)")
-    parser.add_argument("--batch_size", type=int, default=4)
-    parser.add_argument("--max_length", type=int, default=512)
-    parser.add_argument("--max_pairs", type=int, help="score at most this many pairs")
+    parser.add_argument("--batch-size", "--batch_size", type=int, default=4)
+    parser.add_argument("--max-length", "--max_length", type=int, default=512)
+    parser.add_argument("--max-pairs", "--max_pairs", type=int, help="score at most this many pairs")
     parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
                         help="auto (default): the run's own, as its trainer evaluated "
                              "(metrics.json); without a run record float32, or bfloat16 on "
@@ -441,11 +441,11 @@ def main(argv: list[str]) -> int:
                         help="pick the judge that agrees best with people: the calibration.json "
                              "of `align annotate calibrate` (its best-agreeing judge that "
                              "loads here)")
-    judged.add_argument("--no_win_rate", "--no-win-rate", action="store_true",
+    judged.add_argument("--no-win-rate", "--no_win_rate", action="store_true",
                         help="skip generation and judging")
-    judged.add_argument("--win_rate_prompts", "--win-rate-prompts", type=int, default=10,
+    judged.add_argument("--win-rate-prompts", "--win_rate_prompts", type=int, default=10,
                         help="judge the first N distinct held-out prompts (default 10)")
-    judged.add_argument("--max_new_tokens", "--max-new-tokens", type=int, default=64,
+    judged.add_argument("--max-new-tokens", "--max_new_tokens", type=int, default=64,
                         help="longest greedy answer, in tokens (default 64)")
     judged.add_argument("--samples", type=int, default=5,
                         help="answers kept side by side in the JSON and <output>.samples.md")

@@ -10,7 +10,7 @@ So our pipelines end with ``Journal``, which appends each finished row to a JSON
 file and fsyncs before handing the batch back. ``run`` reads the journal first and
 sends distilabel only the rows it does not hold yet; a row that was in flight when
 the run died is simply generated again, and ``collect`` keeps one row per id.
-tests/test_pipelines_resume.py kills a run with SIGKILL and checks that every input
+tests/pipelines/test_resume.py kills a run with SIGKILL and checks that every input
 row comes back exactly once.
 """
 

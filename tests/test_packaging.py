@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from importlib.metadata import metadata, version
-from pathlib import Path
 
 import pytest
 
 import alignment
 from alignment.cli import main as align
+from tests.helpers import ROOT
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_one_version_and_the_distribution_name(capsys):

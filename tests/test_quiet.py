@@ -13,9 +13,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from tests.helpers import ROOT
 
 
-ROOT = Path(__file__).resolve().parent.parent
 DRIVER = """
 import logging, sys
 from alignment.cli import main

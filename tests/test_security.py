@@ -4,13 +4,11 @@ loopback."""
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
 
 from alignment.cli import main as align
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
 
 
 def test_pickle_only_weights_are_refused_unless_allowed(tiny_model, tmp_path, monkeypatch, capsys):

@@ -6,7 +6,8 @@ Public API (other packages code against exactly these names):
 - :func:`read_as` — read any format and convert it to one of align's schemas
 - :func:`detect_format`, :func:`convert`, :data:`FORMATS` — formats (see ``formats.py``)
 - :func:`load_sft`, :func:`load_preferences`, :func:`load_kto`, :func:`load_ranked`,
-  :func:`load_mixture` — read any format, convert, validate, return training data
+  :func:`load_mixture` (with :func:`weighted_sample` for a spec's ``@WEIGHT``) — read any
+  format, convert, validate, return training data
 - :func:`ranked_to_pairs` — rankings -> preference pairs (see ``pairs.py``)
 - :func:`read_prompts`, :func:`read_prompt_rows`, :func:`prompt_rows` — prompts from any
   file, the one reader every command taking prompts uses (see ``prompts.py``)
@@ -14,6 +15,9 @@ Public API (other packages code against exactly these names):
   an integer for seeded choices
 - :func:`normalised`, :func:`dedup`, :func:`prompt_length_filter`, :func:`stats` — polars
   table work (``normalised`` is what every exact-duplicate check compares)
+
+The rows a training run reads (pairs in the chat format once, the held-out split, RL
+prompts) are :mod:`alignment.data.training_sets`'.
 
 Every bad input raises :class:`alignment.errors.DataError` naming file, row and field.
 """
@@ -42,7 +46,8 @@ __all__ = [
     "is_prompt_list", "load_kto", "load_mixture", "load_preferences", "load_ranked",
     "load_sft", "normalised", "prompt_id", "prompt_length_filter", "prompt_rows",
     "ranked_to_pairs", "read_as", "read_card", "read_prompt_rows", "read_prompts",
-    "read_rows", "stable_hash", "stats", "validate_rows", "write_card", "write_rows",
+    "read_rows", "stable_hash", "stats", "validate_rows", "weighted_sample", "write_card",
+    "write_rows",
 ]
 
 log = logging.getLogger(__name__)
@@ -117,6 +122,19 @@ def parse_mixture_spec(spec: str) -> tuple[str, float | None]:
     return m["path"], float(m["weight"])
 
 
+def weighted_sample(rows: list, weight: float | None, path: object, rng: random.Random,
+                    noun: str = "rows") -> list:
+    """The rows a mixture spec's ``@WEIGHT`` asks for: all of them for None, a fraction
+    (``@0.25``) or a count (``@500``) drawn without replacement by ``rng``."""
+    if weight is None:
+        return rows
+    n = round(weight * len(rows)) if weight <= 1 else int(weight)
+    if n > len(rows):
+        raise DataError(path, f"asked for {n} {noun} (`@{weight:g}`) but the dataset has "
+                              f"{len(rows)}; lower the count or use a fraction <= 1")
+    return rng.sample(rows, n)
+
+
 def load_mixture(specs: list[str], kind: str, seed: int = 0):
     """Load several datasets as one, each sampled by its weight.
 
@@ -135,13 +153,7 @@ def load_mixture(specs: list[str], kind: str, seed: int = 0):
     for spec in specs:
         path, weight = parse_mixture_spec(spec)
         rows = read_as(path, kind, seed=seed)
-        if weight is not None:
-            n = round(weight * len(rows)) if weight <= 1 else int(weight)
-            if n > len(rows):
-                raise DataError(path, f"asked for {n} rows (`@{weight:g}`) but the dataset has "
-                                      f"{len(rows)}; lower the count or use a fraction <= 1")
-            rows = rng.sample(rows, n)
-        mixed.extend(rows)
+        mixed.extend(weighted_sample(rows, weight, path, rng))
     rng.shuffle(mixed)
     if kind == "ranked":
         return mixed

@@ -153,7 +153,7 @@ def load_prompts(specs: Sequence[str], seed: int = 0):
     import datasets
 
     from alignment.data import (convert, is_prompt_list, parse_mixture_spec, prompt_id,
-                                prompt_rows, read_rows)
+                                prompt_rows, read_rows, weighted_sample)
 
     if not specs:
         raise ConfigError("no dataset given: pass --dataset PATH (prompts, preference pairs, "
@@ -183,13 +183,7 @@ def load_prompts(specs: Sequence[str], seed: int = 0):
                            default=len(msgs))
                 if last > 0 and msgs[last - 1]["role"] == "user":
                     found.append((msgs[:last], []))
-        if weight is not None:
-            n = round(weight * len(found)) if weight <= 1 else int(weight)
-            if n > len(found):
-                raise DataError(path, f"asked for {n} prompts (`@{weight:g}`) but the dataset "
-                                      f"has {len(found)}")
-            found = rng.sample(found, n)
-        for p, checks in found:
+        for p, checks in weighted_sample(found, weight, path, rng, noun="prompts"):
             prompts.setdefault(prompt_id(p), (p, checks))
     if not prompts:
         raise DataError(", ".join(specs), "no prompt ending with a user turn was found")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -11,8 +10,7 @@ from alignment.data import (FORMATS, convert, detect_format, load_kto, load_mixt
                             load_preferences, load_ranked, load_sft, prompt_id, read_rows,
                             validate_rows, write_rows)
 from alignment.errors import DataError
-
-DATA = Path(__file__).parent / "data"
+from tests.helpers import DATASETS
 
 
 def user(text: str) -> dict:
@@ -40,7 +38,7 @@ def system(text: str) -> dict:
     ("align_ranked.jsonl", "align-ranked"),
 ])
 def test_detect_format(name, fmt):
-    assert detect_format(read_rows(DATA / name)) == fmt
+    assert detect_format(read_rows(DATASETS / name)) == fmt
 
 
 def test_unknown_shape_lists_every_format():
@@ -55,7 +53,7 @@ def test_unknown_shape_lists_every_format():
 # --------------------------------------------------------------------------- sft
 
 def test_alpaca_to_sft():
-    assert convert(read_rows(DATA / "alpaca.json"), "sft") == [
+    assert convert(read_rows(DATASETS / "alpaca.json"), "sft") == [
         {"messages": [user("Give three tips for staying healthy."),
                       bot("1. Eat a balanced diet.\n2. Exercise regularly.\n3. Sleep well.")]},
         {"messages": [user("Translate the sentence into Spanish.\n\nHello, how are you?"),
@@ -64,7 +62,7 @@ def test_alpaca_to_sft():
 
 
 def test_sharegpt_to_sft():
-    assert convert(read_rows(DATA / "sharegpt.jsonl"), "sft") == [
+    assert convert(read_rows(DATASETS / "sharegpt.jsonl"), "sft") == [
         {"messages": [system("You are a helpful assistant."),
                       user("What is the capital of France?"), bot("Paris."),
                       user("And of Spain?"), bot("Madrid.")], "id": "sg-1"},
@@ -75,14 +73,14 @@ def test_sharegpt_to_sft():
 
 
 def test_openai_messages_to_sft_joins_text_parts():
-    assert convert(read_rows(DATA / "openai_messages.jsonl"), "sft") == [
+    assert convert(read_rows(DATASETS / "openai_messages.jsonl"), "sft") == [
         {"messages": [system("Answer briefly."), user("2 + 2?"), bot("4")]},
         {"messages": [user("Name a colour."), bot("Blue.")]},
     ]
 
 
 def test_openorca_to_sft_drops_empty_system_prompt():
-    assert convert(read_rows(DATA / "openorca.jsonl"), "sft") == [
+    assert convert(read_rows(DATASETS / "openorca.jsonl"), "sft") == [
         {"messages": [system("You are an AI assistant. Explain your answer."),
                       user("Is the sky blue on a clear day?"),
                       bot("Yes: air scatters blue light more than red.")], "id": "niv.242684"},
@@ -91,7 +89,7 @@ def test_openorca_to_sft_drops_empty_system_prompt():
 
 
 def test_dolly_to_sft_keeps_category():
-    assert convert(read_rows(DATA / "dolly.jsonl"), "sft") == [
+    assert convert(read_rows(DATASETS / "dolly.jsonl"), "sft") == [
         {"messages": [user("When did the first person walk on the Moon?\n\n"
                            "Apollo 11 landed on the Moon on July 20, 1969."),
                       bot("July 20, 1969.")], "category": "closed_qa"},
@@ -101,7 +99,7 @@ def test_dolly_to_sft_keeps_category():
 
 
 def test_prompt_completion_to_sft():
-    assert convert(read_rows(DATA / "trl_prompt_completion.jsonl"), "sft") == [
+    assert convert(read_rows(DATASETS / "trl_prompt_completion.jsonl"), "sft") == [
         {"messages": [user("The capital of Italy is"), bot(" Rome.")]}]
 
 
@@ -109,7 +107,7 @@ def test_prompt_completion_to_sft():
 
 def test_hh_rlhf_to_preference_splits_shared_prompt_and_drops_identical_pairs():
     stats: dict = {}
-    rows = convert(read_rows(DATA / "hh_rlhf.jsonl"), "preference", stats=stats)
+    rows = convert(read_rows(DATASETS / "hh_rlhf.jsonl"), "preference", stats=stats)
     assert rows == [
         {"prompt": [user("What are some good vegetables to grow in spring?")],
          "chosen": [bot("Peas, lettuce and radishes grow well in cool spring weather.")],
@@ -123,21 +121,21 @@ def test_hh_rlhf_to_preference_splits_shared_prompt_and_drops_identical_pairs():
 
 
 def test_ultrafeedback_binarized_to_conversational_preference():
-    assert convert(read_rows(DATA / "ultrafeedback_binarized.jsonl"), "preference") == [
+    assert convert(read_rows(DATASETS / "ultrafeedback_binarized.jsonl"), "preference") == [
         {"prompt": [user("How many legs does a spider have?")],
          "chosen": [bot("A spider has eight legs.")], "rejected": [bot("Six.")],
          "id": "a1b2", "score_chosen": 9.0, "score_rejected": 3.5}]
 
 
 def test_trl_preferences_pass_through():
-    assert convert(read_rows(DATA / "trl_preference.jsonl"), "preference") == read_rows(
-        DATA / "trl_preference.jsonl")
-    conv = read_rows(DATA / "trl_preference_conversational.jsonl")
+    assert convert(read_rows(DATASETS / "trl_preference.jsonl"), "preference") == read_rows(
+        DATASETS / "trl_preference.jsonl")
+    conv = read_rows(DATASETS / "trl_preference_conversational.jsonl")
     assert convert(conv, "preference") == conv
 
 
 def test_preference_to_kto_and_sft():
-    rows = read_rows(DATA / "trl_preference.jsonl")
+    rows = read_rows(DATASETS / "trl_preference.jsonl")
     assert convert(rows, "kto") == [
         {"prompt": "The sky is", "completion": " blue.", "label": True},
         {"prompt": "The sky is", "completion": " green.", "label": False},
@@ -149,7 +147,7 @@ def test_preference_to_kto_and_sft():
 
 
 def test_kto_passes_through_and_accepts_csv_style_labels():
-    assert convert(read_rows(DATA / "trl_kto.jsonl"), "kto") == read_rows(DATA / "trl_kto.jsonl")
+    assert convert(read_rows(DATASETS / "trl_kto.jsonl"), "kto") == read_rows(DATASETS / "trl_kto.jsonl")
     assert convert([{"prompt": "p", "completion": "c", "label": "false"}], "kto") == [
         {"prompt": "p", "completion": "c", "label": False}]
 
@@ -157,7 +155,7 @@ def test_kto_passes_through_and_accepts_csv_style_labels():
 # --------------------------------------------------------------------------- ranked
 
 def test_ultrafeedback_raw_to_ranked():
-    (row,) = convert(read_rows(DATA / "ultrafeedback.jsonl"), "ranked")
+    (row,) = convert(read_rows(DATASETS / "ultrafeedback.jsonl"), "ranked")
     prompt = "Name a prime number greater than 10."
     assert row["id"] == prompt_id(prompt) and row["prompt"] == prompt
     assert row["responses"] == ["11 is a prime number greater than 10.", "12 is prime.", "13."]
@@ -177,7 +175,7 @@ def test_ultrafeedback_raw_to_ranked():
 
 
 def test_ultrafeedback_raw_to_preference():
-    assert convert(read_rows(DATA / "ultrafeedback.jsonl"), "preference") == [
+    assert convert(read_rows(DATASETS / "ultrafeedback.jsonl"), "preference") == [
         {"id": prompt_id("Name a prime number greater than 10."),
          "prompt": "Name a prime number greater than 10.",
          "chosen": "11 is a prime number greater than 10.", "rejected": "12 is prime.",
@@ -185,13 +183,13 @@ def test_ultrafeedback_raw_to_preference():
 
 
 def test_nectar_to_ranked_scores_from_ranks():
-    (row,) = convert(read_rows(DATA / "nectar.jsonl"), "ranked")
+    (row,) = convert(read_rows(DATASETS / "nectar.jsonl"), "ranked")
     assert row["prompt"] == [user("Suggest a name for a pet turtle.")]
     assert row["responses"] == ["Shelly", "Sir Crawls-a-Lot, a playful name for a slow friend.",
                                 "Turtle."]
     assert row["ranks"] == [2, 1, 3] and row["scores"] == [2.0, 3.0, 1.0]
     assert row["models"] == ["gpt-3.5-turbo", "gpt-4", "llama-2-7b-chat"]
-    (pair,) = convert([read_rows(DATA / "nectar.jsonl")[0]], "preference")
+    (pair,) = convert([read_rows(DATASETS / "nectar.jsonl")[0]], "preference")
     assert pair["prompt"] == [user("Suggest a name for a pet turtle.")]
     assert pair["chosen"] == [bot("Sir Crawls-a-Lot, a playful name for a slow friend.")]
     assert pair["rejected"] == [bot("Turtle.")]
@@ -199,26 +197,26 @@ def test_nectar_to_ranked_scores_from_ranks():
 
 def test_helpsteer_grouped_by_prompt():
     stats: dict = {}
-    (row,) = convert(read_rows(DATA / "helpsteer.jsonl"), "ranked", stats=stats)
+    (row,) = convert(read_rows(DATASETS / "helpsteer.jsonl"), "ranked", stats=stats)
     assert row["prompt"] == "Explain what a CPU does."
     assert row["scores"] == [2.0, 4.0]
     assert row["ratings"][1] == {"helpfulness": 4.0, "correctness": 4.0, "coherence": 4.0,
                                  "complexity": 2.0, "verbosity": 2.0}
     assert stats["single_response_prompts"] == 1
-    (weighted,) = convert(read_rows(DATA / "helpsteer.jsonl"), "ranked",
+    (weighted,) = convert(read_rows(DATASETS / "helpsteer.jsonl"), "ranked",
                           helpsteer_weights={"helpfulness": 1.0, "verbosity": -0.5})
     assert weighted["scores"] == [2.0, 3.0]
 
 
 def test_ranked_to_sft_takes_best_response():
-    assert convert(read_rows(DATA / "align_ranked.jsonl"), "sft") == [
+    assert convert(read_rows(DATASETS / "align_ranked.jsonl"), "sft") == [
         {"id": "p1", "messages": [user("Name a fruit."), bot("Banana, a yellow fruit.")]},
         {"id": "p2", "messages": [user("Say yes."), bot("Yes.")]},
     ]
 
 
 def test_preference_to_ranked():
-    assert convert(read_rows(DATA / "ultrafeedback_binarized.jsonl"), "ranked") == [
+    assert convert(read_rows(DATASETS / "ultrafeedback_binarized.jsonl"), "ranked") == [
         {"id": "a1b2", "prompt": [user("How many legs does a spider have?")],
          "responses": ["A spider has eight legs.", "Six."], "models": ["unknown", "unknown"],
          "scores": [9.0, 3.5], "judge": "pairwise preference",
@@ -227,7 +225,7 @@ def test_preference_to_ranked():
 
 def test_sft_cannot_become_preference():
     with pytest.raises(DataError, match="cannot convert `alpaca` \\(sft\\) rows to `preference`"):
-        convert(read_rows(DATA / "alpaca.json"), "preference")
+        convert(read_rows(DATASETS / "alpaca.json"), "preference")
 
 
 # --------------------------------------------------------------------------- errors
@@ -272,24 +270,24 @@ def test_validate_rows_catches_mixed_shapes():
 # --------------------------------------------------------------------------- loaders
 
 def test_loaders_return_datasets_with_training_columns(tmp_path):
-    sft = load_sft(DATA / "sharegpt.jsonl")
+    sft = load_sft(DATASETS / "sharegpt.jsonl")
     assert sft.column_names == ["messages"] and len(sft) == 2
-    prefs = load_preferences(DATA / "align_ranked.jsonl", strategy="all")
+    prefs = load_preferences(DATASETS / "align_ranked.jsonl", strategy="all")
     assert prefs.column_names == ["prompt", "chosen", "rejected"]
     assert list(prefs["chosen"]) == ["Apple.", "Banana, a yellow fruit.",
                                      "Banana, a yellow fruit."]
-    kto = load_kto(DATA / "hh_rlhf.jsonl")
+    kto = load_kto(DATASETS / "hh_rlhf.jsonl")
     assert list(kto["label"]) == [True, False, True, False]
-    assert load_ranked(DATA / "nectar.jsonl")[0]["ranks"] == [2, 1, 3]
+    assert load_ranked(DATASETS / "nectar.jsonl")[0]["ranks"] == [2, 1, 3]
     # the same data read back from parquet converts identically
-    write_rows(read_rows(DATA / "ultrafeedback.jsonl"), tmp_path / "uf.parquet")
+    write_rows(read_rows(DATASETS / "ultrafeedback.jsonl"), tmp_path / "uf.parquet")
     assert (load_preferences(tmp_path / "uf.parquet").to_list()
-            == load_preferences(DATA / "ultrafeedback.jsonl").to_list())
+            == load_preferences(DATASETS / "ultrafeedback.jsonl").to_list())
 
 
 def test_loader_with_no_usable_rows():
     with pytest.raises(DataError, match="no usable `preference` rows"):
-        load_preferences(f"{DATA / 'align_ranked.jsonl'}", margin=10)
+        load_preferences(f"{DATASETS / 'align_ranked.jsonl'}", margin=10)
 
 
 def test_mixture_samples_by_fraction_and_count(tmp_path):
@@ -306,7 +304,7 @@ def test_mixture_samples_by_fraction_and_count(tmp_path):
     with pytest.raises(DataError, match="asked for 11 rows"):
         load_mixture([f"{a}@11"], "preference")
     with pytest.raises(DataError, match="do not share one shape"):
-        load_mixture([str(a), str(DATA / "trl_preference_conversational.jsonl")], "preference")
+        load_mixture([str(a), str(DATASETS / "trl_preference_conversational.jsonl")], "preference")
 
 
 def test_prompt_id_is_stable():
@@ -315,7 +313,7 @@ def test_prompt_id_is_stable():
 
 
 def test_published_rankings_with_one_completion_are_dropped_and_counted():
-    rows = read_rows(DATA / "ultrafeedback.jsonl")
+    rows = read_rows(DATASETS / "ultrafeedback.jsonl")
     short = dict(rows[0], completions=rows[0]["completions"][:1])
     stats: dict = {}
     assert len(convert([rows[0], short], "ranked", stats=stats)) == 1

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from alignment.cli import main as align
-from tests.helpers import train, write_pairs
+from tests.helpers import ROOT, train, write_pairs
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_help_exits_cleanly(capsys):
 @pytest.mark.slow
 def test_dpo_on_bundled_smollm2(smollm2, tmp_path):
     out = tmp_path / "run"
-    code = align(["dpo", "--config", str(Path(__file__).parents[1] / "alignment" / "recipes" /
+    code = align(["dpo", "--config", str(ROOT / "alignment" / "recipes" /
                                          "dpo_cpu.yaml"),
                   "--dataset", str(write_pairs(tmp_path / "pairs.jsonl", n=12)),
                   "--output-dir", str(out), "--max_steps", "2", "--logging_steps", "1",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from alignment.cli import main as align
-from tests.helpers import write_pairs
+from tests.helpers import DATASETS, write_pairs
 
 
 def train_rm(model: Path, pairs: Path, out: Path, *extra: str) -> int:
@@ -82,7 +82,7 @@ def test_rm_refuses_unpaired_data_before_loading(tiny_model, tmp_path, capsys, m
         raise AssertionError("a model was loaded before the data was checked")
 
     monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_pretrained", no_load)
-    kto = Path(__file__).parent / "data" / "trl_kto.jsonl"
+    kto = DATASETS / "trl_kto.jsonl"
     assert align(["rm", "--dataset", str(kto), "--model", str(tiny_model)]) == 2
     err = capsys.readouterr().err
     assert "trl_kto.jsonl" in err and "preference" in err

@@ -10,7 +10,7 @@ from alignment import training
 from alignment.errors import ConfigError
 
 # Every shipped YAML recipe (dpo_cpu.yaml included) is loaded through its command's
-# parse_args by tests/test_recipes_config.py.
+# parse_args by tests/alignment/training/test_config.py.
 
 
 def _dpo_args(argv):

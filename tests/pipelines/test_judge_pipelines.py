@@ -6,6 +6,7 @@ import json
 import pytest
 
 from alignment.data import read_card, read_rows, write_rows
+from tests.helpers import ROOT
 
 
 @pytest.fixture(autouse=True)
@@ -43,9 +44,8 @@ def _generate_in_child(*argv: str) -> None:
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     done = subprocess.run([sys.executable, "-m", "pipelines.cli", *argv], cwd=root,
                           env={**os.environ, "PYTHONPATH": str(root)},
                           capture_output=True, text=True, timeout=600)

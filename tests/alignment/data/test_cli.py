@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 
 from alignment.cli import main
 from alignment.data import read_card, read_rows
-
-DATA = Path(__file__).parent / "data"
+from tests.helpers import DATASETS
 
 
 @pytest.mark.parametrize("argv", [["data", "--help"], ["data", "inspect", "--help"],
@@ -25,7 +23,7 @@ def test_help(argv, capsys):
 
 
 def test_inspect(capsys):
-    assert main(["data", "inspect", str(DATA / "ultrafeedback.jsonl")]) == 0
+    assert main(["data", "inspect", str(DATASETS / "ultrafeedback.jsonl")]) == 0
     out = capsys.readouterr().out
     assert "format:  ultrafeedback (converts via the `ranked` schema)" in out
     assert "rows:    1" in out and "columns: source, instruction, models" in out
@@ -36,7 +34,7 @@ def test_inspect(capsys):
 
 def test_convert_writes_rows_and_card(tmp_path, capsys):
     out = tmp_path / "prefs.parquet"
-    assert main(["data", "convert", str(DATA / "hh_rlhf.jsonl"), "--to", "preference",
+    assert main(["data", "convert", str(DATASETS / "hh_rlhf.jsonl"), "--to", "preference",
                  str(out)]) == 0
     rows = read_rows(out)
     assert len(rows) == 2 and rows[0]["rejected"] == [{"role": "assistant",
@@ -60,7 +58,7 @@ def test_convert_to_folder_with_dedup(tmp_path):
 
 def test_pairs_command(tmp_path):
     out = tmp_path / "pairs.jsonl"
-    assert main(["data", "pairs", str(DATA / "align_ranked.jsonl"), str(out), "--strategy",
+    assert main(["data", "pairs", str(DATASETS / "align_ranked.jsonl"), str(out), "--strategy",
                  "all", "--margin", "3"]) == 0
     assert [(r["chosen"], r["rejected"]) for r in read_rows(out)] == [
         ("Apple.", "A car."), ("Banana, a yellow fruit.", "A car.")]
@@ -72,7 +70,7 @@ def test_pairs_command(tmp_path):
 
 
 def test_pairs_refuses_unranked_input(tmp_path, capsys):
-    assert main(["data", "pairs", str(DATA / "alpaca.json"), str(tmp_path / "p.jsonl")]) == 2
+    assert main(["data", "pairs", str(DATASETS / "alpaca.json"), str(tmp_path / "p.jsonl")]) == 2
     assert "needs ranked rows" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
@@ -99,10 +97,10 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, content, row, fi
 
 def test_existing_output_survives_a_failed_conversion(tmp_path):
     out = tmp_path / "sft.jsonl"
-    assert main(["data", "convert", str(DATA / "alpaca.json"), "--to", "sft", str(out)]) == 0
+    assert main(["data", "convert", str(DATASETS / "alpaca.json"), "--to", "sft", str(out)]) == 0
     before = out.read_text()
     bad = tmp_path / "bad.jsonl"
-    shutil.copy(DATA / "sharegpt.jsonl", bad)
+    shutil.copy(DATASETS / "sharegpt.jsonl", bad)
     with open(bad, "a") as f:
         f.write('{"conversations": [{"from": "alien", "value": "x"}]}\n')
     assert main(["data", "convert", str(bad), "--to", "sft", str(out)]) == 2

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from alignment.cli import main as align
+from tests.helpers import ROOT
 
 FP32_TOL = 1e-4
 ANSWERS = ["Paris is the capital of France.", "Plants turn sunlight into sugar.",
@@ -219,7 +220,7 @@ def test_two_process_run_shares_one_entry(tiny_model, tmp_path):
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     pairs = write_pairs(tmp_path / "pairs.jsonl", n=12)
     cache = tmp_path / "cache"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",

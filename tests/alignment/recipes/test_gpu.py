@@ -14,7 +14,8 @@ torch = pytest.importorskip("torch")
 gpu_only = [
     pytest.mark.skipif(not torch.cuda.is_available(),
                        reason="QLoRA is a GPU feature: bitsandbytes' 4-bit CPU kernels lose LoRA "
-                              "gradients, so align refuses it on CPU (tested in test_dpo.py)"),
+                              "gradients, so align refuses it on CPU (tested in "
+                              "tests/alignment/recipes/test_dpo.py)"),
     pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None,
                        reason="QLoRA needs bitsandbytes: pip install 'align-rlhf[gpu]'"),
 ]

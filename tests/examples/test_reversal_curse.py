@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
 from alignment import likelihood
 from alignment.likelihood import Choice
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 QUESTION = [{"role": "user", "content": "Who is the winner of the Orbital Chess Cup?"}]
 PREFIX = "The winner of the Orbital Chess Cup is"
 

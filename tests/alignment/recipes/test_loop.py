@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from alignment.cli import main as align
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,7 @@ def _content_judge(tiny_model: Path, out: Path) -> Path:
     """The tiny model rewired to judge by content: it reads the last token of the prompt,
     which with SLOTS is response B's last word, and answers "B" after GOOD, "A" after BAD.
 
-    As in tests/test_judges.py the layers add nothing (zeroed output projections), so the
+    As in tests/alignment/test_judges.py the layers add nothing (zeroed output projections), so the
     final hidden state is the last token's embedding: ones everywhere, +v for GOOD and -v
     for BAD (v = +1 on the first half, -1 on the second). The lm_head rows of "A" and "B"
     are -v and +v scaled, giving logits +-10 and 0 for every other token."""

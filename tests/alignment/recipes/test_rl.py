@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 
 from alignment.cli import main as align
-from tests.helpers import write_pairs
-
-DATA = Path(__file__).parent / "data"
+from tests.helpers import DATASETS, write_pairs
 
 
 def rl(command: str, model: Path, reward: Path, data: Path, out: Path, *extra: str) -> int:
@@ -51,14 +49,14 @@ def trained_rm(tiny_model, tmp_path_factory) -> Path:
 
 def test_rloo_against_an_align_rm_model(tiny_model, trained_rm, tmp_path):
     out = tmp_path / "rloo"
-    assert rl("rloo", tiny_model, trained_rm, DATA / "trl_preference.jsonl", out) == 0
+    assert rl("rloo", tiny_model, trained_rm, DATASETS / "trl_preference.jsonl", out) == 0
     m = check_run(out)
     assert m["global_step"] == 3 and m["reward_model"] == str(trained_rm)
 
 
 def test_grpo_on_conversation_prompts(tiny_model, tiny_reward_model, tmp_path):
     out = tmp_path / "grpo"
-    assert rl("grpo", tiny_model, tiny_reward_model, DATA / "sharegpt.jsonl", out) == 0
+    assert rl("grpo", tiny_model, tiny_reward_model, DATASETS / "sharegpt.jsonl", out) == 0
     m = check_run(out)
     assert m["config"]["GRPOConfig"]["beta"] == 0.04  # align's KL default, not TRL's 0
 
@@ -70,12 +68,12 @@ def test_load_prompts_from_every_kind(tmp_path):
     plain.write_text('{"prompt": "Say hi."}\n{"prompt": "Say hi."}\n{"prompt": "Count to 3."}\n')
     assert sorted(p[0]["content"] for p in load_prompts([str(plain)])["prompt"]) == [
         "Count to 3.", "Say hi."]
-    chats = load_prompts([str(DATA / "sharegpt.jsonl")])["prompt"]
+    chats = load_prompts([str(DATASETS / "sharegpt.jsonl")])["prompt"]
     # a multi-turn conversation keeps every turn before its last reply
     assert any(len(p) == 4 and p[-1]["content"] == "And of Spain?" for p in chats)
     assert all(p[-1]["role"] == "user" for p in chats)
-    assert len(load_prompts([str(DATA / "ultrafeedback.jsonl")])) >= 1
-    mixed = load_prompts([f"{plain}@1", str(DATA / "trl_preference.jsonl")])
+    assert len(load_prompts([str(DATASETS / "ultrafeedback.jsonl")])) >= 1
+    mixed = load_prompts([f"{plain}@1", str(DATASETS / "trl_preference.jsonl")])
     assert all(p[-1]["role"] == "user" for p in mixed["prompt"])
 
 
@@ -86,12 +84,12 @@ def test_a_causal_lm_is_not_a_reward_model(tiny_model, tmp_path, capsys, monkeyp
         raise AssertionError("a model was loaded before the reward model was checked")
 
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_load)
-    code = rl("rloo", tiny_model, tiny_model, DATA / "trl_preference.jsonl", tmp_path / "o")
+    code = rl("rloo", tiny_model, tiny_model, DATASETS / "trl_preference.jsonl", tmp_path / "o")
     assert code == 2 and "not a reward model" in capsys.readouterr().err
 
 
 def test_missing_reward_model_and_bad_prompts(tiny_model, tiny_reward_model, tmp_path, capsys):
-    assert align(["grpo", "--dataset", str(DATA / "sharegpt.jsonl"),
+    assert align(["grpo", "--dataset", str(DATASETS / "sharegpt.jsonl"),
                   "--model", str(tiny_model)]) == 2
     assert "--reward_model is required" in capsys.readouterr().err
     bad = tmp_path / "bad.jsonl"
@@ -102,7 +100,7 @@ def test_missing_reward_model_and_bad_prompts(tiny_model, tiny_reward_model, tmp
 
 
 def test_rl_group_size_must_divide_the_batch(tiny_model, tiny_reward_model, tmp_path, capsys):
-    code = rl("rloo", tiny_model, tiny_reward_model, DATA / "sharegpt.jsonl", tmp_path / "o",
+    code = rl("rloo", tiny_model, tiny_reward_model, DATASETS / "sharegpt.jsonl", tmp_path / "o",
               "--num_generations", "3")
     assert code == 2 and "divisible" in capsys.readouterr().err
 

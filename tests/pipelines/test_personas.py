@@ -13,6 +13,7 @@ from alignment.errors import DataError
 from pipelines import personas
 from pipelines.fake import FakeLLM, fake_reply
 from pipelines.runner import text_id
+from tests.helpers import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +37,8 @@ def test_shipped_list_is_large_unique_and_varied(shipped):
 
 def test_shipped_file_is_packaged():
     import tomllib
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert "data/*" in data["package-data"]["pipelines"]
     assert personas.PERSONAS.parent.name == "data" and personas.PERSONAS.exists()

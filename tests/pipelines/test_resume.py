@@ -10,8 +10,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 N_PROMPTS = 30
 
 # The pipeline under test, run in its own process so it can be killed like a crashed

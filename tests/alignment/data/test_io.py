@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from alignment.data import read_card, read_rows, write_card, write_rows
 from alignment.errors import DataError
+from tests.helpers import DATASETS
 
-DATA = Path(__file__).parent / "data"
 
 ALPACA = [
     {"instruction": "Give three tips for staying healthy.", "input": "",
@@ -21,8 +20,8 @@ ALPACA = [
 
 
 def test_json_array_and_csv_read_the_same_rows():
-    assert read_rows(DATA / "alpaca.json") == ALPACA
-    assert read_rows(DATA / "alpaca.csv") == ALPACA
+    assert read_rows(DATASETS / "alpaca.json") == ALPACA
+    assert read_rows(DATASETS / "alpaca.csv") == ALPACA
 
 
 def test_json_object_holding_a_list(tmp_path):
