@@ -62,7 +62,7 @@ def _read_config(parser, argv: list[str]) -> dict[str, Any]:
     if i + 1 >= len(argv):
         raise ConfigError("--config needs a YAML recipe: a path, or a shipped recipe's name "
                           f"({', '.join(shipped_recipes())})")
-    path = recipe_path(argv[i + 1])
+    path = Path(argv[i + 1])  # a shipped recipe's name is already its path (parse_recipe_args)
     import yaml
 
     try:
