@@ -64,6 +64,23 @@ def main(argv: list[str] | None = None) -> int:
     except AlignError as e:
         print(f"align {argv[0]}: error: {e}", file=sys.stderr)
         return e.exit_code
+    finally:
+        _end_distributed()
+
+
+def _end_distributed() -> None:
+    """Close the process group of an ``accelerate launch`` run before the process exits.
+
+    Left open, its communication threads are still running when the interpreter tears
+    down, and a rank can then abort at exit ("terminate called without an active
+    exception") after its work is done, turning a finished run into a failed one.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
