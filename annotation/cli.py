@@ -1,6 +1,6 @@
 """`align annotate`: a local Argilla server, push ranked data, pull human rankings.
 
-    align annotate serve [--port 6900] [--host 127.0.0.1] [--home DIR] [--detach|--foreground] [--demo]
+    align annotate serve [--port 6900] [--host 127.0.0.1] [--workers N] [--home DIR] [--detach|--foreground] [--demo]
     align annotate status | stop | reindex
     align annotate push RANKED --dataset-name NAME [--workspace W] [--users users.yaml]
                         [--min-submitted 2] [--update]
@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=srv.LOOPBACK,
                    help="address the web server binds (default 127.0.0.1: this machine "
                         "only; 0.0.0.0 opens it to the network, with a warning)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="web server processes (default: ALIGN_ARGILLA_WEB_WORKERS, else 2 "
+                        "on two or more cores: a push checks records at one core per "
+                        "process)")
 
     for name, help_ in (("stop", "stop the local server"),
                         ("status", "is the local server running, and where"),
@@ -115,7 +119,8 @@ def _serve(args) -> int:
     warning = srv.check_host(args.host, args.demo)
     if warning:
         print(warning.format(port=args.port), file=sys.stderr)
-    info = srv.start(home, port=args.port, demo=args.demo, detach=args.detach, host=args.host)
+    info = srv.start(home, port=args.port, demo=args.demo, detach=args.detach, host=args.host,
+                     workers=args.workers)
     if info.get("already_running"):
         print(f"Argilla is already running at {info['url']} (home {home.root})")
     else:

@@ -53,16 +53,24 @@ async def _ensure_owner() -> None:
             await user.update(db, **changes)
 
 
-def web(port: int, host: str = "127.0.0.1") -> None:
+def create_app():
+    """Argilla's web app with the embedded search engine registered: the factory each
+    web worker process calls."""
+    import annotation.search_engine  # noqa: F401  (registers the embedded engine)
+    from argilla_server import app
+
+    return app
+
+
+def web(port: int, host: str = "127.0.0.1", workers: int = 1) -> None:
     import uvicorn
 
     import annotation.search_engine  # noqa: F401  (registers the embedded engine)
 
     _migrate()
     asyncio.run(_ensure_owner())
-    from argilla_server import app
-
-    uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
+    uvicorn.run("annotation.process:create_app", factory=True, host=host, port=port,
+                workers=workers, access_log=False, log_level="warning")
 
 
 def worker() -> None:
@@ -93,12 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("web")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--workers", type=int, default=1)
     sub.add_parser("worker")
     p = sub.add_parser("reindex")
     p.add_argument("--dataset-id")
     args = parser.parse_args(argv)
     if args.role == "web":
-        web(args.port, args.host)
+        web(args.port, args.host, args.workers)
     elif args.role == "worker":
         worker()
     else:

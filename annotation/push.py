@@ -21,6 +21,9 @@ from annotation.users import UserSpec, ensure_users
 
 DEFAULT_WORKSPACE = "align"
 BATCH = 200  # records per bulk request (the server takes up to 500)
+# bulk requests in flight at once: the local server runs two web processes on two cores
+# (see annotation.server.web_workers), and a single stream of requests keeps one idle
+CONCURRENCY = 2
 
 
 @dataclass
@@ -77,8 +80,10 @@ def push(client: ArgillaClient, rows: list[dict], dataset_name: str, *,
          workspace: str = DEFAULT_WORKSPACE, users: list[UserSpec] = (),
          min_submitted: int = 2, update: bool = False, batch_size: int = BATCH,
          guidelines: str = rec.GUIDELINES, source: object = "rows",
-         on_batch: Callable[[int, int], None] | None = None) -> PushResult:
-    """Create or extend the dataset; ``on_batch(done, total)`` after each request."""
+         on_batch: Callable[[int, int], None] | None = None,
+         concurrency: int = CONCURRENCY) -> PushResult:
+    """Create or extend the dataset; ``on_batch(done, total)`` after each request.
+    ``concurrency`` bulk requests are in flight at once."""
     n = rec.check_rows(rows, source)
     chat = rec.is_chat(rows[0]["prompt"])
     scale = rec.score_range(rows)
@@ -103,19 +108,31 @@ def push(client: ArgillaClient, rows: list[dict], dataset_name: str, *,
     todo = [r for r in rows if str(r["id"]) not in present]
     result = PushResult(ds["id"], f"{client.connection.url}/dataset/{ds['id']}/annotation-mode",
                         created, skipped=len(rows) - len(todo), users=user_status)
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start:start + batch_size]
-        items = [rec.to_record(r, questions, scale) for r in batch]
-        try:
-            client.upsert_records(ds["id"], items)
-        except ArgillaError as e:
-            ids = f"{batch[0]['id']} .. {batch[-1]['id']}"
-            raise ArgillaError(f"{source}: records {ids} were refused ({e}); the "
-                               f"{result.pushed} before them are stored, and pushing again "
-                               "resumes after them") from None
-        result.pushed += len(batch)
-        if on_batch:
-            on_batch(result.pushed, len(todo))
+    batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+
+    def send(batch: list[dict]) -> None:
+        client.upsert_records(ds["id"], [rec.to_record(r, questions, scale) for r in batch])
+
+    # a window of `concurrency` batches in flight; results are taken in order, and the
+    # next batch goes out only once the oldest is counted, so an error or an interrupt
+    # leaves at most `concurrency - 1` batches beyond the last one reported
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, concurrency)) as pool:
+        window = [pool.submit(send, b) for b in batches[:max(1, concurrency)]]
+        for i, batch in enumerate(batches):
+            try:
+                window[i].result()
+            except ArgillaError as e:
+                ids = f"{batch[0]['id']} .. {batch[-1]['id']}"
+                raise ArgillaError(f"{source}: records {ids} were refused ({e}); the "
+                                   f"{result.pushed} before them are stored, and pushing "
+                                   "again resumes after them") from None
+            result.pushed += len(batch)
+            if on_batch:
+                on_batch(result.pushed, len(todo))
+            if len(window) < len(batches):
+                window.append(pool.submit(send, batches[len(window)]))
     return result
 
 
