@@ -239,6 +239,20 @@ def resolve_model_spec(script_model: str | None, model_args) -> str:
     return path
 
 
+def checkpoint_complete(folder: Path) -> bool:
+    """Whether a ``checkpoint-N`` folder was written to the end: its trainer state (the
+    last file Trainer writes) parses, and its weights are there."""
+    import json
+
+    try:
+        json.loads((folder / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return any((folder / name).exists() for name in (
+        "adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json",
+        "pytorch_model.bin", "adapter_model.bin"))
+
+
 def resume_checkpoint(training_args) -> str | bool | None:
     """What ``trainer.train(resume_from_checkpoint=...)`` gets, checked before loading.
 
@@ -257,7 +271,18 @@ def resume_checkpoint(training_args) -> str | bool | None:
         if not found:
             raise ConfigError(f"--resume_from_checkpoint latest: no checkpoint-* folder in "
                               f"{out}; was --save_strategy on in the interrupted run?")
-        return str(found[-1])
+        # a run killed while saving leaves its newest checkpoint half written (Trainer
+        # writes trainer_state.json after the weights, optimizer and random states)
+        complete = [p for p in found if checkpoint_complete(p)]
+        if not complete:
+            raise ConfigError(f"--resume_from_checkpoint latest: no complete checkpoint in "
+                              f"{out} ({', '.join(p.name for p in found)} were cut off while "
+                              "being written); start again without --resume_from_checkpoint")
+        if complete[-1] != found[-1]:
+            skipped = [p.name for p in found[found.index(complete[-1]) + 1:]]
+            print(f"resuming from {complete[-1].name}: {', '.join(skipped)} cut off "
+                  "while being written, ignored", flush=True)
+        return str(complete[-1])
     if not (Path(value) / "trainer_state.json").exists():
         raise ConfigError(f"--resume_from_checkpoint {value}: not a checkpoint folder (no "
                           "trainer_state.json); pass OUTPUT_DIR/checkpoint-N or `latest`")

@@ -73,3 +73,22 @@ def test_resume_without_a_checkpoint_is_refused(tiny_model, tmp_path, capsys):
     assert sft(tiny_model, data, tmp_path / "o", "--resume_from_checkpoint",
                str(tmp_path / "nowhere")) == 2
     assert "not a checkpoint folder" in capsys.readouterr().err
+
+
+def test_latest_skips_a_checkpoint_cut_off_while_being_written(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from alignment.training.config import resume_checkpoint
+
+    for step, state in ((2, '{"global_step": 2}'), (4, '{"global_st')):  # 4: killed mid-write
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "adapter_model.safetensors").write_bytes(b"weights")
+        (folder / "trainer_state.json").write_text(state)
+    (tmp_path / "checkpoint-10").mkdir()  # killed before anything was written
+    args = SimpleNamespace(resume_from_checkpoint="latest", output_dir=str(tmp_path))
+    assert resume_checkpoint(args) == str(tmp_path / "checkpoint-2")
+    assert "checkpoint-4, checkpoint-10 cut off" in capsys.readouterr().out
+    (tmp_path / "checkpoint-2" / "trainer_state.json").unlink()
+    with pytest.raises(Exception, match="no complete checkpoint"):
+        resume_checkpoint(args)
