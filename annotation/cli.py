@@ -125,6 +125,10 @@ def _serve(args) -> int:
         print(f"Argilla is already running at {info['url']} (home {home.root})")
     else:
         print(f"Argilla is running at {info['url']} (started in {info['startup_s']} s)")
+        if info.get("recovered") is not None:
+            print("  the last run did not shut down cleanly: the search index was rebuilt "
+                  "from the database" + (f" ({info['recovered']})" if info["recovered"]
+                                         else ""))
     state = home.state() or {}
     print(f"  home: {home.root}")
     print(f"  owner credentials: {state.get('credentials')}")

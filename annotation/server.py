@@ -316,8 +316,11 @@ def start(home: ServerHome, *, port: int = DEFAULT_PORT, demo: bool = False,
     current = status(home)
     if current["healthy"]:
         return {**current, "already_running": True}
-    if any(current["pids"].values()) or any(home.pid_file(n).exists() for n in PROCESSES):
-        stop(home)  # half-started or crashed (web workers may outlive a killed master)
+    # PID files outlive only a run that did not stop through `stop`: a crash, a kill,
+    # a power cut, or a start that failed half-way
+    crashed = any(home.pid_file(n).exists() for n in PROCESSES)
+    if crashed:
+        stop(home)  # whatever is left of it (web workers may outlive a killed master)
     if _port_in_use(port):
         raise ServerError(f"port {port} on 127.0.0.1 is taken by another program; "
                           "pass --port with a free one")
@@ -337,6 +340,12 @@ def start(home: ServerHome, *, port: int = DEFAULT_PORT, demo: bool = False,
     _spawn(home, "redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port),
                            "--dir", str(home.root / "redis"), "--save", "60 1",
                            "--appendonly", "no", "--protected-mode", "yes"], env, detach)
+    recovered = None
+    if crashed and (home.root / "argilla.db").exists():
+        # Argilla commits a response to its database, then updates the search index; a
+        # kill between the two leaves the index behind (the record still shows as pending
+        # to the annotator who answered it). Rebuild the index from the database first.
+        recovered = "; ".join(reindex(home).split("\n")).strip("; ")
     py = sys.executable
     _spawn(home, "worker", [py, "-m", "annotation.process", "worker"], env, detach)
     _spawn(home, "web", [py, "-m", "annotation.process", "web", "--port", str(port),
@@ -350,7 +359,7 @@ def start(home: ServerHome, *, port: int = DEFAULT_PORT, demo: bool = False,
             detail = "\n".join(f"--- {n}.log ---\n{t}" for n, t in logs.items() if t)
             raise ServerError(f"Argilla did not start ({why}); logs in {home.logs}\n{detail}")
         time.sleep(0.25)
-    return {**status(home), "already_running": False,
+    return {**status(home), "already_running": False, "recovered": recovered,
             "startup_s": round(time.monotonic() - began, 2), "credentials": creds.source}
 
 

@@ -34,3 +34,32 @@ def test_a_crash_mid_annotation_loses_no_acknowledged_response(tmp_path):
     # offers nobody a record the database says they answered
     assert report.index_consistent and report.stale == 0
     assert len(report.next_s) >= report.acknowledged and report.submit_s
+
+
+def test_a_start_after_a_crash_rebuilds_the_search_index(tmp_path):
+    """The index may miss what the database committed just before a kill; the next start
+    rebuilds it (here it is lost altogether, the strongest case)."""
+    from annotation import server as srv
+    from annotation.client import ArgillaClient, resolve_connection
+    from annotation.push import push
+
+    sim = load_simulation()
+    home = srv.ServerHome(tmp_path / "home")
+    first = srv.start(home, port=srv.free_port())
+    assert first["recovered"] is None  # a first start has nothing to recover
+    try:
+        with ArgillaClient(resolve_connection(home=home.root)) as c:
+            ds = push(c, sim.ranked_rows(5), "crashy").dataset_id
+        sim.crash(home)
+        index = home.root / "search-index.sqlite3"
+        for leftover in home.root.glob("search-index.sqlite3*"):
+            leftover.unlink()
+        info = srv.start(home, port=int(first["url"].rsplit(":", 1)[1]))
+        assert "crashy: 5 records" in info["recovered"]
+        assert index.exists()
+        with ArgillaClient(resolve_connection(home=home.root)) as c:
+            assert c.search_records(ds, {}, limit=10)["total"] == 5
+        srv.stop(home)
+        assert srv.start(home, port=srv.free_port())["recovered"] is None  # a clean stop
+    finally:
+        srv.stop(home)
