@@ -119,7 +119,7 @@ def parser(name: str) -> argparse.ArgumentParser:
 def run(name: str, args: argparse.Namespace) -> tuple[str, dict]:
     from alignment.errors import ConfigError
     from pipelines.judge_backends import backend, endpoint_llm, judge_info
-    from pipelines.judging import read_input, run_step, write_output
+    from pipelines.judging import ROWS_PER_BATCH, read_input, run_step, write_output
     from pipelines.rating_steps import AspectRatingStep, aspect_counts
 
     preset = PRESETS[name]
@@ -137,7 +137,7 @@ def run(name: str, args: argparse.Namespace) -> tuple[str, dict]:
         name=preset.step, aspects=aspects, scale=preset.scale, weights=weights, llm=llm,
         judge_model=args.model, judge_batch_size=args.batch_size,
         rationales=args.rationales, concurrency=args.concurrency,
-        parse_retries=args.parse_retries, input_batch_size=64))
+        parse_retries=args.parse_retries, input_batch_size=ROWS_PER_BATCH))
     counts = aspect_counts(out, aspects)
     overall = ("mean of the aspect ratings (null if any aspect has none)" if weights is None
                else {"weights": weights, "rule": f"weighted mean of these {preset.noun}s "

@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import time
 
+# rows a judge step takes at a time. Each batch is journalled as it is judged, so a kill
+# costs at most one batch; with several responses (and aspects) per row, eight rows are
+# still dozens of prompts, enough to fill a model batch or an endpoint's concurrency
+ROWS_PER_BATCH = 8
+
 
 def read_input(path: str, limit: int | None = None) -> list[dict]:
     from alignment.data import load_ranked
@@ -36,9 +41,11 @@ def run_step(name: str, rows: list[dict], step_factory, fresh: bool = False
         with Pipeline(name=f"align-{name}", cache_dir=runner.cache_root()) as pipeline:
             step = step_factory()
             outputs = list(step.outputs)
+            # rows reach the journal a judge batch at a time (see ROWS_PER_BATCH)
+            size = getattr(step, "input_batch_size", None) or ROWS_PER_BATCH
             journal = runner.Journal(columns=columns + [c for c in outputs if c not in columns],
-                                     input_batch_size=64)
-            runner.load_rows(part, 64) >> step >> journal
+                                     input_batch_size=size)
+            runner.load_rows(part, size) >> step >> journal
         return pipeline, journal
     start = time.time()
     out = runner.run(build, data, fresh=fresh)

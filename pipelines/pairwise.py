@@ -213,7 +213,7 @@ def parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> tuple[str, dict]:
     from pipelines.judge_backends import backend, endpoint_llm, judge_info
-    from pipelines.judging import read_input, run_step, write_output
+    from pipelines.judging import ROWS_PER_BATCH, read_input, run_step, write_output
 
     keep = ("id", "prompt", "responses", "models", "source")
     rows = [{k: r[k] for k in keep if k in r} for r in read_input(args.input, args.limit)]
@@ -222,7 +222,7 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
     out, seconds = run_step("pairwise", rows, lambda: PairwiseJudgeStep(
         name="pairwise_judge", llm=llm, judge_model=args.model,
         judge_batch_size=args.batch_size, concurrency=args.concurrency,
-        parse_retries=args.parse_retries, input_batch_size=64))
+        parse_retries=args.parse_retries, input_batch_size=ROWS_PER_BATCH))
     comparisons = sum(len(r["comparisons"]) for r in out)
     info = {
         "judge": {**judge_info(args), "name": out[0]["judge"] if out else None,

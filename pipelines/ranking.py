@@ -224,7 +224,7 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
     from alignment.errors import ConfigError
     from alignment.rubrics import LABELS, RANKING_TEMPLATE
     from pipelines.judge_backends import backend, endpoint_llm, judge_info
-    from pipelines.judging import read_input, run_step, write_output
+    from pipelines.judging import ROWS_PER_BATCH, read_input, run_step, write_output
 
     if not 2 <= args.max_k <= len(LABELS):
         raise ConfigError(f"--max-k {args.max_k}: expected 2..{len(LABELS)}")
@@ -240,7 +240,7 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
     out, seconds = run_step("ranking", rows, lambda: KWiseRankingStep(
         name="kwise_ranking", llm=llm, judge_model=args.model, method=args.method,
         seed=args.seed, judge_batch_size=args.batch_size, concurrency=args.concurrency,
-        parse_retries=args.parse_retries, input_batch_size=64))
+        parse_retries=args.parse_retries, input_batch_size=ROWS_PER_BATCH))
     failures = sum(all(r is None for r in row["ranks"]) for row in out)
     # mean probability each shown position got as first choice: the position bias
     by_position: dict[int, list[float]] = {}

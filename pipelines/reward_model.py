@@ -159,14 +159,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> tuple[str, dict]:
-    from pipelines.judging import read_input, run_step, write_output
+    from pipelines.judging import ROWS_PER_BATCH, read_input, run_step, write_output
     from pipelines.verdicts import ranks_from_scores
 
     keep = ("id", "prompt", "responses", "models", "source")
     rows = [{k: r[k] for k in keep if k in r} for r in read_input(args.input, args.limit)]
     out, seconds = run_step("reward-model", rows, lambda: RewardModelStep(
         name="reward_model", reward_model=args.model, rm_batch_size=args.batch_size,
-        input_batch_size=64))
+        input_batch_size=ROWS_PER_BATCH))
     for row in out:
         row["ranks"] = ranks_from_scores(row["scores"])
     n = sum(len(r["responses"]) for r in out)
