@@ -31,6 +31,8 @@ COMMANDS: dict[str, Command] = {
     "cpo": Command("alignment.recipes.cpo",
                    "CPO, and SimPO with --loss_type simpo (experimental in TRL)"),
     "merge": Command("alignment.recipes.merge", "fold adapters into bases, merge fine-tunes"),
+    "export": Command("alignment.export",
+                      "a trained model as one GGUF file for llama.cpp and Ollama"),
     "loop": Command("alignment.recipes.loop",
                     "on-policy rounds: sample, verify, pair, DPO, evaluate"),
     "eval": Command("alignment.evaluate", "preference accuracy, reward margins and win rate"),
