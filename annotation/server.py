@@ -18,6 +18,7 @@ For a real deployment (Elasticsearch/OpenSearch and PostgreSQL) none of this run
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -162,11 +163,8 @@ def _alive(pid: int) -> bool:
 
 
 def _read_pid(home: ServerHome, name: str) -> int | None:
-    try:
-        pid = int(home.pid_file(name).read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    return pid if _alive(pid) else None
+    pid = _recorded_pid(home, name)
+    return pid if pid is not None and _alive(pid) else None
 
 
 def free_port() -> int:
@@ -376,19 +374,7 @@ def stop(home: ServerHome, grace: float = 15.0) -> list[str]:
     for name in PROCESSES:
         pid = _read_pid(home, name)
         if pid is not None:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            deadline = time.monotonic() + grace
-            while _alive(pid) and time.monotonic() < deadline:
-                _reap(pid)
-                time.sleep(0.1)
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-                while _alive(pid):
-                    _reap(pid)
-                    time.sleep(0.05)
+            _kill_after(pid, grace)
             stopped.append(name)
         if name == "web":
             # the master stops its worker processes; a master killed with SIGKILL leaves
@@ -402,6 +388,7 @@ def stop(home: ServerHome, grace: float = 15.0) -> list[str]:
 
 
 def _recorded_pid(home: ServerHome, name: str) -> int | None:
+    """The PID a process file names, alive or not."""
     try:
         return int(home.pid_file(name).read_text().strip())
     except (FileNotFoundError, ValueError):
@@ -425,7 +412,7 @@ def _group_members(pgid: int) -> list[int]:
 
 
 def _kill_after(pid: int, grace: float) -> None:
-    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL."""
+    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL and wait until it is gone."""
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -435,14 +422,11 @@ def _kill_after(pid: int, grace: float) -> None:
         _reap(pid)
         time.sleep(0.1)
     if _alive(pid):
-        with _suppress_lookup():
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-
-
-def _suppress_lookup():
-    import contextlib
-
-    return contextlib.suppress(ProcessLookupError)
+        while _alive(pid):
+            _reap(pid)
+            time.sleep(0.05)
 
 
 def _reap(pid: int) -> None:

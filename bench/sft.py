@@ -27,12 +27,14 @@ import json
 import os
 import random
 import shlex
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from dpo import run_child  # noqa: E402  (a child's exit code, own peak RSS, CPU seconds)
 
 QUESTIONS = ["How do I boil an egg?", "What is a prime number?", "Name three planets.",
              "Why do cats purr?", "What does HTTP stand for?", "How tall is Mount Everest?",
@@ -54,14 +56,6 @@ def make_chats(n: int, seed: int = 0) -> list[dict]:
         for _ in range(n)]
 
 
-def run_child(cmd: list[str], env: dict) -> tuple[int, int, float]:
-    """Run a command; its exit code, its own peak RSS in bytes and its CPU seconds."""
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    return (os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024,
-            usage.ru_utime + usage.ru_stime)
-
-
 def trl_child(data: str, model: str, out: str, steps: int, result: str) -> None:
     import torch
     from datasets import load_dataset
@@ -81,10 +75,22 @@ def trl_child(data: str, model: str, out: str, steps: int, result: str) -> None:
     trainer = SFTTrainer(model=resolve_model(model), args=args, peft_config=peft,
                          train_dataset=load_dataset("json", data_files=data)["train"])
     trainer.train()
-    history = trainer.state.log_history
-    Path(result).write_text(json.dumps({
-        "num_tokens": max(e.get("num_tokens", 0) for e in history),
-        "train_runtime_s": history[-1]["train_runtime"]}))
+    Path(result).write_text(json.dumps(counts(trainer.state.log_history)))
+
+
+def counts(history: list[dict]) -> dict:
+    """Tokens trained on and training seconds, from a Trainer's log history."""
+    return {"num_tokens": max(e.get("num_tokens", 0) for e in history),
+            "train_runtime_s": history[-1]["train_runtime"]}
+
+
+def measure(what: str, cmd: list[str], env: dict, read) -> dict | None:
+    """Run one side in its own process; its counts with peak RSS and CPU seconds."""
+    code, rss, cpu = run_child(cmd, env)
+    if code != 0:
+        print(f"{what} failed (exit {code})", file=sys.stderr)
+        return None
+    return {**read(), "peak_rss": rss, "cpu_s": cpu}
 
 
 def main() -> int:
@@ -109,28 +115,22 @@ def main() -> int:
         data.write_text("".join(json.dumps(r) + "\n" for r in make_chats(args.chats)))
         if args.only in (None, "align"):
             out = tmp / "align"
-            code, rss, cpu = run_child([
+            rows["align"] = measure("align sft", [
                 sys.executable, "-m", "alignment.cli", "sft", "--dataset", str(data),
                 "--model", args.model, "--output_dir", str(out), "--max_steps",
                 str(args.steps), "--per_device_train_batch_size", "8", "--lora_r", "32",
                 "--lora_alpha", "16", "--eval_split", "0", "--save_strategy", "no",
-                "--logging_steps", "1", *shlex.split(args.align_args)], env)
-            if code != 0:
-                print(f"align sft failed (exit {code})", file=sys.stderr)
-                return 1
-            state = json.loads((out / "trainer_state.json").read_text())["log_history"]
-            rows["align"] = {"num_tokens": max(e.get("num_tokens", 0) for e in state),
-                             "train_runtime_s": state[-1]["train_runtime"], "peak_rss": rss,
-                             "cpu_s": cpu}
+                "--logging_steps", "1", *shlex.split(args.align_args)], env,
+                lambda: counts(json.loads((out / "trainer_state.json").read_text())
+                               ["log_history"]))
         if args.only in (None, "trl"):
             result = tmp / "trl.json"
-            code, rss, cpu = run_child([sys.executable, __file__, "--model", args.model,
-                                        "--_trl", str(data), str(tmp / "trl"), str(result),
-                                        str(args.steps)], env)
-            if code != 0:
-                print(f"TRL SFTTrainer failed (exit {code})", file=sys.stderr)
-                return 1
-            rows["trl"] = {**json.loads(result.read_text()), "peak_rss": rss, "cpu_s": cpu}
+            rows["trl"] = measure("TRL SFTTrainer", [
+                sys.executable, __file__, "--model", args.model, "--_trl", str(data),
+                str(tmp / "trl"), str(result), str(args.steps)], env,
+                lambda: json.loads(result.read_text()))
+        if any(r is None for r in rows.values()):
+            return 1
     print(f"\nSFT, {args.chats} short chats, {args.steps} steps of batch 8, LoRA r32 "
           f"all-linear, {args.model}, CPU ({os.cpu_count()} cores)")
     print(f"{'':8}{'tokens':>9}{'train s':>9}{'tokens/s':>10}{'s/step':>8}{'peak MiB':>10}"
