@@ -78,7 +78,7 @@ def token_types(tokenizer) -> tuple[list[str], list[int]]:
     by_id = {i: t for t, i in vocab.items()}
     size = max(by_id) + 1
     special = set(tokenizer.all_special_ids)
-    added = {i for i, t in tokenizer.added_tokens_decoder.items()}
+    added = set(tokenizer.added_tokens_decoder)
     tokens, types = [], []
     for i in range(size):
         tokens.append(by_id.get(i, f"[PAD{i}]"))
@@ -155,11 +155,12 @@ def write_gguf(model, tokenizer, path: Path, dtype: str = "f16", name: str = "al
         writer.add_token_merges(merges)
         writer.add_add_bos_token(False)
         writer.add_add_space_prefix(False)
-        for kind, token in (("bos", tokenizer.bos_token_id), ("eos", tokenizer.eos_token_id),
-                            ("pad", tokenizer.pad_token_id), ("unk", tokenizer.unk_token_id)):
+        for add, token in ((writer.add_bos_token_id, tokenizer.bos_token_id),
+                           (writer.add_eos_token_id, tokenizer.eos_token_id),
+                           (writer.add_pad_token_id, tokenizer.pad_token_id),
+                           (writer.add_unk_token_id, tokenizer.unk_token_id)):
             if token is not None:
-                getattr(writer, {"bos": "add_bos_token_id", "eos": "add_eos_token_id",
-                                 "pad": "add_pad_token_id", "unk": "add_unk_token_id"}[kind])(token)
+                add(token)
         if tokenizer.chat_template:
             writer.add_chat_template(tokenizer.chat_template)
 
