@@ -13,10 +13,11 @@ final write. The pipelines run on the deterministic fake teacher and judge (``--
 slowed to a fixed time per batch, so a run lasts long enough to be cut.
 
 What is compared: the rows of the output (each id once, equal to the reference's, in the
-same order), training's logged steps (each once) and its final weights (equal within a
-tolerance that follows the training dtype), the records on the Argilla server.
-``tests/test_kill_matrix.py`` runs one trial of every target; this script prints the
-table the README reports.
+same order), training's logged steps (each once) and its final adapter weights (within 1e-5: they are
+float32 under bf16 autocast too, so resuming is exact on both kinds of CPU), the records
+on the Argilla server. ``tests/test_kill_matrix.py`` runs one trial each of six targets
+(a generation and a judge pipeline, sft, dpo, push, pull); this script prints the table
+the README reports.
 """
 
 from __future__ import annotations
@@ -61,7 +62,6 @@ class Result:
     ids: list[str]
     rows: list[Any]
     weights: dict[str, Any] | None = None
-    bf16: bool = False
 
 
 @dataclass
@@ -168,11 +168,9 @@ def training(method: str, data: str) -> Target:
         out = run / "out"
         history = json.loads((out / "trainer_state.json").read_text())["log_history"]
         steps_logged = [e for e in history if "loss" in e]
-        metrics = json.loads((out / "metrics.json").read_text())
-        bf16 = bool((metrics.get("config") or {}).get("bf16") or metrics.get("bf16"))
         return Result([str(e["step"]) for e in steps_logged],
                       [round(e["loss"], 3) for e in steps_logged],
-                      load_file(out / "adapter_model.safetensors"), bf16)
+                      load_file(out / "adapter_model.safetensors"))
 
     return Target(method, argv, progress, result, rerun=rerun)
 
@@ -446,9 +444,10 @@ def trial(target: Target, folder: Path, k: int, ref: Result, ref_s: float, most:
     if ref.weights is not None:
         diff = max(float((ref.weights[n].float() - got.weights[n].float()).abs().max())
                    for n in ref.weights)
-        # a bf16 run's resumed half starts from weights saved and reloaded in float32,
-        # which a run that never stopped keeps in its own precision
-        equal = got.ids == ref.ids and diff <= (2e-2 if ref.bf16 else 1e-5)
+        # the trained LoRA weights are float32 under bf16 autocast too, and a checkpoint
+        # restores them with the optimizer and random state: resuming is exact on both
+        # kinds of CPU (as in tests/alignment/recipes/test_resume.py)
+        equal = got.ids == ref.ids and diff <= 1e-5
     return Trial(target.name, mode, at, at_progress, finished, lost, duplicated, equal, diff,
                  seconds=time.monotonic() - began_trial)
 
